@@ -1,0 +1,136 @@
+"""Plain records shared by the storage layer, the rules and the HTTP handlers."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+AGENT_STATUSES = ("online", "busy", "idle", "offline")
+APPROVALS = ("open", "guarded", "read-only")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    stamp = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+@dataclass
+class Agent:
+    id: str
+    label: str | None = None
+    machine: str | None = None
+    project: str | None = None
+    provider: str | None = None
+    tags: list[str] = field(default_factory=list)
+    capabilities: list[str] = field(default_factory=lambda: ["chat"])
+    channels: list[str] = field(default_factory=lambda: ["*"])
+    status: str = "online"
+    approval: str = "open"
+    meta: dict[str, Any] = field(default_factory=dict)
+    version: str | None = None
+    registered_at: int = 0
+    last_seen_at: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "label": self.label,
+            "machine": self.machine,
+            "project": self.project,
+            "provider": self.provider,
+            "tags": self.tags,
+            "capabilities": self.capabilities,
+            "channels": self.channels,
+            "status": self.status,
+            "approval": self.approval,
+            "meta": self.meta,
+            "version": self.version,
+            "registeredAt": iso(self.registered_at),
+            "lastSeenAt": iso(self.last_seen_at),
+        }
+
+    def subscribes(self, channel: str | None) -> bool:
+        return channel is None or "*" in self.channels or channel in self.channels
+
+
+@dataclass
+class Message:
+    id: int
+    sender: str
+    to: str
+    body: str
+    subject: str | None = None
+    channel: str | None = None
+    reply_to: int | None = None
+    thread_id: int | None = None
+    claimable: bool = False
+    claimed_by: str | None = None
+    claimed_at: int | None = None
+    created_at: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+    task_id: int | None = None
+    read_at: int | None = None  # for one reader, in inbox listings
+    reader: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "from": self.sender,
+            "to": self.to,
+            "subject": self.subject,
+            "body": self.body,
+            "channel": self.channel,
+            "replyTo": self.reply_to,
+            "threadId": self.thread_id,
+            "claimable": self.claimable,
+            "claimedBy": self.claimed_by,
+            "claimedAt": iso(self.claimed_at),
+            "createdAt": iso(self.created_at),
+            "meta": self.meta,
+        }
+        if self.task_id is not None:
+            data["taskId"] = self.task_id
+        if self.reader is not None:
+            data["read"] = self.read_at is not None
+            data["readAt"] = iso(self.read_at)
+        return data
+
+
+@dataclass
+class Event:
+    """One entry of the event log: what SSE streams and Last-Event-ID replays."""
+
+    id: int
+    type: str
+    data: dict[str, Any]
+    audience: frozenset[str] | None  # None: every agent sees it
+    created_at: int = 0
+    _frame: bytes | None = field(default=None, repr=False, compare=False)
+
+    def visible_to(self, agent_id: str | None) -> bool:
+        return agent_id is None or self.audience is None or agent_id in self.audience
+
+    def frame(self) -> bytes:
+        """The SSE frame, encoded once however many streams send it."""
+        if self._frame is None:
+            payload = json.dumps(self.data, separators=(",", ":"))
+            self._frame = f"id: {self.id}\nevent: {self.type}\ndata: {payload}\n\n".encode()
+        return self._frame
+
+
+@dataclass
+class PendingEvent:
+    """An event a write wants to record; the store gives it its id inside the transaction."""
+
+    type: str
+    data: dict[str, Any]
+    audience: frozenset[str] | None = None

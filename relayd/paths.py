@@ -1,0 +1,59 @@
+"""Where Agent Relay keeps its files, per platform (platformdirs).
+
+relayd and relayctl both resolve paths here so that they agree. The control socket lives in a
+short, private directory: macOS caps AF_UNIX paths at 104 bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "agent-relay"
+CONFIG_FILENAME = "config.toml"
+DB_FILENAME = "relay.db"
+SOCKET_FILENAME = "relayd.sock"
+LISTEN_FILENAME = "listen.json"
+MAX_SOCKET_PATH = 104 if sys.platform == "darwin" else 108
+
+
+def config_dir() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def default_config_file() -> Path:
+    return config_dir() / CONFIG_FILENAME
+
+
+def data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def default_db_path() -> Path:
+    return data_dir() / DB_FILENAME
+
+
+def log_dir() -> Path:
+    return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
+
+
+def runtime_dir() -> Path:
+    """A private per-user directory for the control socket.
+
+    XDG_RUNTIME_DIR when the session has one; otherwise a per-uid folder in the temp dir, so
+    that relayctl run from cron or sudo -u finds the same path as the daemon.
+    """
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and Path(xdg).is_dir():
+        return Path(xdg) / APP_NAME
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    base = "/tmp" if sys.platform != "win32" else tempfile.gettempdir()
+    return Path(base) / f"{APP_NAME}-{uid}"
+
+
+def default_socket_path() -> Path:
+    return runtime_dir() / SOCKET_FILENAME

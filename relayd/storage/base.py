@@ -1,0 +1,143 @@
+"""The Store interface: everything the rest of relayd may ask of storage.
+
+A backend (SQLite now; PostgreSQL later) implements this and nothing else knows SQL. Writes
+record their events in the same transaction and hand them, committed and in commit order, to the
+event sink (the bus).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relayd.domain.models import Agent, Event, Message
+
+EventSink = Callable[[Sequence[Event]], None]
+
+
+@dataclass(frozen=True)
+class AgentFilter:
+    tag: str | None = None
+    machine: str | None = None
+    status: str | None = None
+    capability: str | None = None
+    exclude_offline: bool = False
+
+
+@dataclass(frozen=True)
+class MessageDraft:
+    sender: str
+    to: str
+    body: str
+    subject: str | None = None
+    channel: str | None = None
+    reply_to: int | None = None
+    claimable: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message: Message
+    recipients: list[str]
+    created: bool  # False: an Idempotency-Key replay of an earlier send
+
+
+@dataclass(frozen=True)
+class MessageQuery:
+    reader: str | None = None
+    unread: bool = False
+    since: int | None = None
+    limit: int = 100
+    channel: str | None = None
+    sender: str | None = None
+    thread: int | None = None
+    descending: bool = False
+
+
+class Store(abc.ABC):
+    """Storage for one relay. Methods raise relayd.errors.ApiError for client mistakes."""
+
+    @abc.abstractmethod
+    async def open(self, sink: EventSink) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def healthy(self) -> bool: ...
+
+    # agents
+    @abc.abstractmethod
+    async def register_agent(self, fields: dict[str, Any]) -> tuple[Agent, bool]: ...
+
+    @abc.abstractmethod
+    async def get_agent(self, agent_id: str) -> Agent | None: ...
+
+    @abc.abstractmethod
+    async def list_agents(self, flt: AgentFilter) -> list[Agent]: ...
+
+    @abc.abstractmethod
+    async def heartbeat(self, agent_id: str, status: str | None) -> Agent | None: ...
+
+    @abc.abstractmethod
+    async def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None: ...
+
+    @abc.abstractmethod
+    async def delete_agent(self, agent_id: str) -> bool: ...
+
+    # messages
+    @abc.abstractmethod
+    async def send_message(self, draft: MessageDraft) -> SendResult: ...
+
+    @abc.abstractmethod
+    async def get_message(self, message_id: int) -> Message | None: ...
+
+    @abc.abstractmethod
+    async def list_messages(self, query: MessageQuery) -> list[Message]: ...
+
+    @abc.abstractmethod
+    async def latest_message_id(self) -> int: ...
+
+    @abc.abstractmethod
+    async def thread(self, message_id: int) -> list[Message] | None: ...
+
+    @abc.abstractmethod
+    async def claim_message(self, message_id: int, agent_id: str) -> Message: ...
+
+    @abc.abstractmethod
+    async def set_read(self, message_id: int, agent_id: str, read: bool) -> Message: ...
+
+    @abc.abstractmethod
+    async def delete_message(self, message_id: int) -> bool: ...
+
+    # events
+    @abc.abstractmethod
+    async def events_after(self, after_id: int, limit: int) -> list[Event]: ...
+
+    @abc.abstractmethod
+    async def latest_event_id(self) -> int: ...
+
+    # maintenance (the reaper and the control plane)
+    @abc.abstractmethod
+    async def mark_stale(self, last_seen_before_ms: int) -> list[Agent]: ...
+
+    @abc.abstractmethod
+    async def prune_offline(self, offline_before_ms: int) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def prune_history(self, messages_before_ms: int, keep_events: int) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    async def stats(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    async def backup(self, destination: Path) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def location(self) -> str: ...

@@ -1,0 +1,193 @@
+"""Agent operations (run on the SQLite writer or reader thread)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from relayd.domain.models import Agent
+from relayd.domain.targets import Target, parse_target
+from relayd.errors import not_found
+from relayd.storage.base import AgentFilter
+from relayd.storage.sqlite_tx import Tx, dumps, loads
+
+JSON_FIELDS = ("tags", "capabilities", "channels", "meta")
+PLAIN_FIELDS = ("label", "machine", "project", "provider", "status", "approval", "version")
+
+
+def row_to_agent(row: sqlite3.Row) -> Agent:
+    return Agent(
+        id=row["id"],
+        label=row["label"],
+        machine=row["machine"],
+        project=row["project"],
+        provider=row["provider"],
+        tags=loads(row["tags"], []),
+        capabilities=loads(row["capabilities"], ["chat"]),
+        channels=loads(row["channels"], ["*"]),
+        status=row["status"],
+        approval=row["approval"],
+        meta=loads(row["meta"], {}),
+        version=row["version"],
+        registered_at=row["registered_at"],
+        last_seen_at=row["last_seen_at"],
+    )
+
+
+def get(tx: Tx, agent_id: str) -> Agent | None:
+    row = tx.one("SELECT * FROM agents WHERE id = ?", (agent_id,))
+    return None if row is None else row_to_agent(row)
+
+
+def all_agents(tx: Tx) -> list[Agent]:
+    return [row_to_agent(r) for r in tx.all("SELECT * FROM agents ORDER BY id")]
+
+
+def list_agents(tx: Tx, flt: AgentFilter) -> list[Agent]:
+    agents = all_agents(tx)
+    return [a for a in agents if _passes(a, flt)]
+
+
+def _passes(agent: Agent, flt: AgentFilter) -> bool:
+    return (
+        (flt.tag is None or flt.tag in agent.tags)
+        and (flt.machine is None or agent.machine == flt.machine)
+        and (flt.status is None or agent.status == flt.status)
+        and (flt.capability is None or flt.capability in agent.capabilities)
+        and not (flt.exclude_offline and agent.status == "offline")
+    )
+
+
+def register(tx: Tx, fields: dict[str, Any]) -> tuple[Agent, bool]:
+    """Insert or update by id; an existing agent keeps what the request leaves out."""
+    existing = get(tx, fields["id"])
+    created = existing is None
+    agent = existing or Agent(id=fields["id"], registered_at=tx.now)
+    was_status = None if existing is None else existing.status
+    _apply(agent, fields)
+    if "status" not in fields or agent.status == "offline":
+        agent.status = "online"
+    agent.last_seen_at = tx.now
+    _save(tx, agent)
+    if created or was_status != agent.status:
+        tx.emit("agent.status", agent.to_json())
+    offer_open_claims(tx, agent)
+    return agent, created
+
+
+def heartbeat(tx: Tx, agent_id: str, status: str | None) -> Agent | None:
+    agent = get(tx, agent_id)
+    if agent is None:
+        return None
+    was_status = agent.status
+    agent.status = status or ("online" if agent.status == "offline" else agent.status)
+    agent.last_seen_at = tx.now
+    _save(tx, agent)
+    if was_status != agent.status:
+        tx.emit("agent.status", agent.to_json())
+    return agent
+
+
+def update(tx: Tx, agent_id: str, changes: dict[str, Any]) -> Agent | None:
+    agent = get(tx, agent_id)
+    if agent is None:
+        return None
+    _apply(agent, changes)
+    _save(tx, agent)
+    tx.emit("agent.status", agent.to_json())
+    offer_open_claims(tx, agent)
+    return agent
+
+
+def delete(tx: Tx, agent_id: str) -> bool:
+    if tx.run("DELETE FROM agents WHERE id = ?", (agent_id,)).rowcount == 0:
+        return False
+    tx.run("DELETE FROM deliveries WHERE agent_id = ?", (agent_id,))
+    tx.emit("agent.removed", {"id": agent_id})
+    return True
+
+
+def require(tx: Tx, agent_id: str) -> Agent:
+    agent = get(tx, agent_id)
+    if agent is None:
+        raise not_found(f"agent '{agent_id}' is not registered")
+    return agent
+
+
+def _apply(agent: Agent, fields: dict[str, Any]) -> None:
+    for name in (*PLAIN_FIELDS, *JSON_FIELDS):
+        if name in fields:
+            setattr(agent, name, fields[name])
+
+
+def _save(tx: Tx, agent: Agent) -> None:
+    offline_since = tx.now if agent.status == "offline" else None
+    tx.run(
+        """INSERT INTO agents (id, label, machine, project, provider, tags, capabilities,
+               channels, status, approval, meta, version, registered_at, last_seen_at,
+               offline_since)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT(id) DO UPDATE SET label=excluded.label, machine=excluded.machine,
+               project=excluded.project, provider=excluded.provider, tags=excluded.tags,
+               capabilities=excluded.capabilities, channels=excluded.channels,
+               status=excluded.status, approval=excluded.approval, meta=excluded.meta,
+               version=excluded.version, last_seen_at=excluded.last_seen_at,
+               offline_since=CASE WHEN excluded.status = 'offline'
+                   THEN COALESCE(agents.offline_since, excluded.offline_since) ELSE NULL END""",
+        (
+            agent.id, agent.label, agent.machine, agent.project, agent.provider,
+            dumps(agent.tags), dumps(agent.capabilities), dumps(agent.channels),
+            agent.status, agent.approval, dumps(agent.meta), agent.version,
+            agent.registered_at, agent.last_seen_at, offline_since,
+        ),
+    )
+
+
+def offer_open_claims(tx: Tx, agent: Agent) -> None:
+    """Deliver unclaimed claimable selector messages that this agent now matches."""
+    rows = tx.all(
+        """SELECT m.id, m.sender, m.target, m.channel FROM messages m
+           WHERE m.claimable = 1 AND m.claimed_by IS NULL AND NOT EXISTS
+               (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.agent_id = ?)""",
+        (agent.id,),
+    )
+    from relayd.storage import sql_messages  # late import: the two modules call each other
+
+    for row in rows:
+        target: Target = parse_target(row["target"])
+        if target.is_direct or row["sender"] == agent.id:
+            continue
+        if target.matches(agent) and agent.subscribes(row["channel"]):
+            tx.run(
+                "INSERT INTO deliveries (agent_id, message_id) VALUES (?, ?)",
+                (agent.id, row["id"]),
+            )
+            message = sql_messages.require(tx, row["id"])
+            tx.emit("message.new", message.to_json(), [agent.id])
+
+
+def mark_stale(tx: Tx, last_seen_before_ms: int) -> list[Agent]:
+    rows = tx.all(
+        "SELECT * FROM agents WHERE status != 'offline' AND last_seen_at < ?",
+        (last_seen_before_ms,),
+    )
+    stale = [row_to_agent(r) for r in rows]
+    for agent in stale:
+        agent.status = "offline"
+        tx.run(
+            "UPDATE agents SET status = 'offline', offline_since = ? WHERE id = ?",
+            (tx.now, agent.id),
+        )
+        tx.emit("agent.status", agent.to_json())
+    return stale
+
+
+def prune_offline(tx: Tx, offline_before_ms: int) -> list[str]:
+    rows = tx.all(
+        "SELECT id FROM agents WHERE status = 'offline' AND offline_since < ?",
+        (offline_before_ms,),
+    )
+    removed = [r["id"] for r in rows]
+    for agent_id in removed:
+        delete(tx, agent_id)
+    return removed

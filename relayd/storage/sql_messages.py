@@ -1,0 +1,232 @@
+"""Message operations (run on the SQLite writer or reader thread)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from relayd.domain.models import Message
+from relayd.domain.targets import parse_target, recipients
+from relayd.errors import conflict, forbidden, invalid, not_found
+from relayd.storage import sql_agents
+from relayd.storage.base import MessageDraft, MessageQuery, SendResult
+from relayd.storage.sqlite_tx import Tx, dumps, loads, placeholders
+
+IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
+
+
+def row_to_message(row: sqlite3.Row, reader: str | None = None) -> Message:
+    keys = row.keys()
+    return Message(
+        id=row["id"],
+        sender=row["sender"],
+        to=row["target"],
+        body=row["body"],
+        subject=row["subject"],
+        channel=row["channel"],
+        reply_to=row["reply_to"],
+        thread_id=row["thread_id"],
+        claimable=bool(row["claimable"]),
+        claimed_by=row["claimed_by"],
+        claimed_at=row["claimed_at"],
+        created_at=row["created_at"],
+        meta=loads(row["meta"], {}),
+        task_id=row["task_id"],
+        read_at=row["read_at"] if "read_at" in keys else None,
+        reader=reader,
+    )
+
+
+def get(tx: Tx, message_id: int) -> Message | None:
+    row = tx.one("SELECT * FROM messages WHERE id = ?", (message_id,))
+    return None if row is None else row_to_message(row)
+
+
+def require(tx: Tx, message_id: int) -> Message:
+    message = get(tx, message_id)
+    if message is None:
+        raise not_found(f"message {message_id} does not exist")
+    return message
+
+
+def recipients_of(tx: Tx, message_id: int) -> list[str]:
+    rows = tx.all(
+        "SELECT agent_id FROM deliveries WHERE message_id = ? ORDER BY agent_id", (message_id,)
+    )
+    return [r[0] for r in rows]
+
+
+def send(tx: Tx, draft: MessageDraft, task_id: int | None = None) -> SendResult:
+    if draft.idempotency_key is not None:
+        replay = _replay(tx, "message", draft.sender, draft.idempotency_key)
+        if replay is not None:
+            return SendResult(replay, recipients_of(tx, replay.id), created=False)
+    target = parse_target(draft.to)
+    thread_id = _thread_of_parent(tx, draft.reply_to)
+    if target.is_direct:
+        agents = [sql_agents.require(tx, target.value)]
+    else:
+        agents = sql_agents.all_agents(tx)
+    delivered = recipients(target, agents, draft.sender, draft.channel)
+    message_id = _insert(tx, draft, thread_id, task_id)
+    tx.run_many(
+        "INSERT INTO deliveries (agent_id, message_id) VALUES (?, ?)",
+        [(agent_id, message_id) for agent_id in delivered],
+    )
+    if draft.idempotency_key is not None:
+        tx.run(
+            "INSERT OR REPLACE INTO idempotency_keys (scope, sender, key, ref_id, created_at)"
+            " VALUES ('message', ?, ?, ?, ?)",
+            (draft.sender, draft.idempotency_key, message_id, tx.now),
+        )
+    message = require(tx, message_id)
+    tx.emit("message.new", message.to_json(), delivered)
+    return SendResult(message, delivered, created=True)
+
+
+def _replay(tx: Tx, scope: str, sender: str, key: str) -> Message | None:
+    ref = tx.scalar(
+        "SELECT ref_id FROM idempotency_keys WHERE scope = ? AND sender = ? AND key = ?"
+        " AND created_at > ?",
+        (scope, sender, key, tx.now - IDEMPOTENCY_WINDOW_MS),
+    )
+    return None if ref is None else get(tx, int(ref))
+
+
+def _thread_of_parent(tx: Tx, reply_to: int | None) -> int | None:
+    if reply_to is None:
+        return None
+    row = tx.one("SELECT id, thread_id FROM messages WHERE id = ?", (reply_to,))
+    if row is None:
+        raise invalid(f"replyTo: message {reply_to} does not exist")
+    return int(row["thread_id"] or row["id"])
+
+
+def _insert(tx: Tx, draft: MessageDraft, thread_id: int | None, task_id: int | None) -> int:
+    cursor = tx.run(
+        """INSERT INTO messages (sender, target, subject, body, channel, reply_to, thread_id,
+               claimable, created_at, meta, task_id)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            draft.sender, draft.to, draft.subject, draft.body, draft.channel, draft.reply_to,
+            thread_id, int(draft.claimable), tx.now, dumps(draft.meta), task_id,
+        ),
+    )
+    message_id = int(cursor.lastrowid or 0)
+    if thread_id is None:
+        tx.run("UPDATE messages SET thread_id = id WHERE id = ?", (message_id,))
+    return message_id
+
+
+def list_messages(tx: Tx, query: MessageQuery) -> list[Message]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.reader is not None:
+        source = "messages m JOIN deliveries d ON d.message_id = m.id AND d.agent_id = ?"
+        columns = "m.*, d.read_at AS read_at"
+        params.append(query.reader)
+        if query.unread:
+            clauses.append("d.read_at IS NULL")
+    else:
+        source, columns = "messages m", "m.*"
+    for column, value in (
+        ("m.id >", query.since),
+        ("m.channel =", query.channel),
+        ("m.sender =", query.sender),
+        ("m.thread_id =", query.thread),
+    ):
+        if value is not None:
+            clauses.append(f"{column} ?")
+            params.append(value)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    order = "DESC" if query.descending else "ASC"
+    sql = f"SELECT {columns} FROM {source} {where} ORDER BY m.id {order} LIMIT ?"
+    rows = tx.all(sql, [*params, query.limit])
+    return [row_to_message(r, query.reader) for r in rows]
+
+
+def latest_id(tx: Tx) -> int:
+    value = tx.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
+    return int(value or 0)
+
+
+def thread(tx: Tx, message_id: int) -> list[Message] | None:
+    message = get(tx, message_id)
+    if message is None:
+        return None
+    root = message.thread_id or message.id
+    rows = tx.all("SELECT * FROM messages WHERE thread_id = ? ORDER BY id", (root,))
+    return [row_to_message(r) for r in rows]
+
+
+def claim(tx: Tx, message_id: int, agent_id: str) -> Message:
+    """Exactly one agent ever wins; the single writer makes the check-and-set atomic."""
+    message = require(tx, message_id)
+    if not message.claimable:
+        raise conflict("invalid_state", f"message {message_id} is not claimable")
+    if message.claimed_by is not None:
+        if message.claimed_by == agent_id:
+            return message
+        raise conflict(
+            "already_claimed",
+            f"message {message_id} is already claimed by '{message.claimed_by}'",
+            claimedBy=message.claimed_by,
+        )
+    audience = recipients_of(tx, message_id)
+    if agent_id not in audience:
+        raise forbidden(f"agent '{agent_id}' is not a recipient of message {message_id}")
+    tx.run(
+        "UPDATE messages SET claimed_by = ?, claimed_at = ? WHERE id = ? AND claimed_by IS NULL",
+        (agent_id, tx.now, message_id),
+    )
+    message.claimed_by, message.claimed_at = agent_id, tx.now
+    tx.emit("message.claimed", {"id": message_id, "claimedBy": agent_id}, audience)
+    return message
+
+
+def set_read(tx: Tx, message_id: int, agent_id: str, read: bool) -> Message:
+    require(tx, message_id)
+    cursor = tx.run(
+        "UPDATE deliveries SET read_at = ? WHERE message_id = ? AND agent_id = ?",
+        (tx.now if read else None, message_id, agent_id),
+    )
+    if cursor.rowcount == 0:
+        raise forbidden(f"agent '{agent_id}' is not a recipient of message {message_id}")
+    row = tx.one(
+        "SELECT m.*, d.read_at AS read_at FROM messages m JOIN deliveries d"
+        " ON d.message_id = m.id AND d.agent_id = ? WHERE m.id = ?",
+        (agent_id, message_id),
+    )
+    assert row is not None
+    return row_to_message(row, agent_id)
+
+
+def delete(tx: Tx, message_id: int) -> bool:
+    audience = recipients_of(tx, message_id)
+    if tx.run("DELETE FROM messages WHERE id = ?", (message_id,)).rowcount == 0:
+        return False
+    tx.run("DELETE FROM deliveries WHERE message_id = ?", (message_id,))
+    tx.emit("message.deleted", {"id": message_id}, audience)
+    return True
+
+
+def prune(tx: Tx, created_before_ms: int) -> int:
+    """Retention: old messages and their read state, except those of unfinished tasks."""
+    doomed = [
+        r[0]
+        for r in tx.all(
+            f"SELECT id FROM messages WHERE created_at < ? AND {retention_exempt_sql()}",
+            (created_before_ms,),
+        )
+    ]
+    for start in range(0, len(doomed), 500):
+        chunk = doomed[start : start + 500]
+        marks = placeholders(len(chunk))
+        tx.run(f"DELETE FROM deliveries WHERE message_id IN ({marks})", chunk)
+        tx.run(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+    return len(doomed)
+
+
+def retention_exempt_sql() -> str:
+    """SQL condition true for messages retention may delete (tasks add their rule here)."""
+    return "task_id IS NULL"

@@ -1,0 +1,390 @@
+"""SQLite backend: one writer with group commit, one reader, WAL, numbered migrations.
+
+Writes queue up as plain functions; the writer task drains the queue, runs the whole batch in
+one ``BEGIN IMMEDIATE … COMMIT`` on the connection's thread (each operation in its own
+savepoint, so one failure does not sink its neighbours), and only then answers the callers and
+publishes their events in commit order. With ``synchronous=FULL`` a 201 means on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from functools import partial
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from relayd.domain.models import Agent, Event, Message
+from relayd.errors import ApiError, unavailable
+from relayd.storage import sql_agents, sql_events, sql_messages
+from relayd.storage.base import (
+    AgentFilter,
+    EventSink,
+    MessageDraft,
+    MessageQuery,
+    SendResult,
+    Store,
+)
+from relayd.storage.sqlite_tx import Tx
+
+log = logging.getLogger("relayd.storage")
+T = TypeVar("T")
+Op = Callable[[Tx], Any]
+MAX_BATCH = 512
+
+
+class _Write:
+    __slots__ = ("future", "op")
+
+    def __init__(self, op: Op, future: asyncio.Future[Any]) -> None:
+        self.op = op
+        self.future = future
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._sink: EventSink = lambda events: None
+        self._closing = False
+        self.commits = 0
+        self.committed_writes = 0
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self, sink: EventSink) -> None:
+        self._sink = sink
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        await self._writer._execute(self._migrate_sync, self._writer._conn)
+        self._reader = await self._connect()
+        await self._reader.execute("PRAGMA query_only = ON")
+        self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        for pragma in (
+            "journal_mode = WAL",
+            "synchronous = FULL",
+            "busy_timeout = 5000",
+            "foreign_keys = OFF",
+            "cache_size = -16000",
+        ):
+            await conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    async def close(self) -> None:
+        """Finish queued writes, then close both connections (their threads block exit)."""
+        self._closing = True
+        if self._writer_task is not None:
+            self._queue.put_nowait(None)
+            await self._writer_task
+            self._writer_task = None
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def healthy(self) -> bool:
+        try:
+            await self._read(lambda tx: tx.scalar("SELECT 1"))
+        except Exception:
+            return False
+        return self._writer_task is not None and not self._writer_task.done()
+
+    # ------------------------------------------------------------------ migrations
+
+    @staticmethod
+    def _migrate_sync(db: sqlite3.Connection) -> None:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+            " name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+        )
+        applied = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
+        for version, name, sql in _migrations():
+            if version in applied:
+                continue
+            log.info("applying migration %04d_%s", version, name)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(sql):
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (version, name)
+                )
+                db.execute("COMMIT")
+            except Exception:
+                db.execute("ROLLBACK")
+                raise
+
+    # ------------------------------------------------------------------ writer
+
+    async def _write(self, op: Op) -> Any:
+        if self._closing or self._writer_task is None:
+            raise unavailable("the relay is shutting down")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Write(op, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        assert self._writer is not None
+        while True:
+            first = await self._queue.get()
+            batch: list[_Write] = []
+            stop = first is None
+            if first is not None:
+                batch.append(first)
+            while not stop and len(batch) < MAX_BATCH and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stop = True
+                else:
+                    batch.append(item)
+            if batch:
+                await self._commit_batch(batch)
+            if stop:
+                return
+
+    async def _commit_batch(self, batch: list[_Write]) -> None:
+        assert self._writer is not None
+        try:
+            outcomes = await self._writer._execute(
+                _run_batch, self._writer._conn, [w.op for w in batch]
+            )
+        except Exception as exc:  # the COMMIT itself failed: nothing of the batch is stored
+            log.error("commit failed: %s", exc)
+            for write in batch:
+                if not write.future.done():
+                    write.future.set_exception(unavailable(f"storage is not writable: {exc}"))
+            return
+        self.commits += 1
+        self.committed_writes += len(batch)
+        events: list[Event] = []
+        for write, (result, op_events, error) in zip(batch, outcomes, strict=True):
+            events.extend(op_events)
+            if write.future.done():
+                continue
+            if error is not None:
+                write.future.set_exception(error)
+            else:
+                write.future.set_result(result)
+        if events:
+            self._sink(events)
+
+    async def _read(self, op: Callable[[Tx], T]) -> T:
+        if self._reader is None:
+            raise unavailable("storage is closed")
+        result: T = await self._reader._execute(_run_read, self._reader._conn, op)
+        return result
+
+    async def run_write(self, op: Op) -> Any:
+        """For sibling modules (tasks, pairs, callbacks): run ``op(tx)`` in a group commit."""
+        return await self._write(op)
+
+    async def run_read(self, op: Callable[[Tx], T]) -> T:
+        return await self._read(op)
+
+    # ------------------------------------------------------------------ agents
+
+    async def register_agent(self, fields: dict[str, Any]) -> tuple[Agent, bool]:
+        result: tuple[Agent, bool] = await self._write(partial(sql_agents.register, fields=fields))
+        return result
+
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        return await self._read(partial(sql_agents.get, agent_id=agent_id))
+
+    async def list_agents(self, flt: AgentFilter) -> list[Agent]:
+        return await self._read(partial(sql_agents.list_agents, flt=flt))
+
+    async def heartbeat(self, agent_id: str, status: str | None) -> Agent | None:
+        result: Agent | None = await self._write(
+            partial(sql_agents.heartbeat, agent_id=agent_id, status=status)
+        )
+        return result
+
+    async def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None:
+        result: Agent | None = await self._write(
+            partial(sql_agents.update, agent_id=agent_id, changes=changes)
+        )
+        return result
+
+    async def delete_agent(self, agent_id: str) -> bool:
+        return bool(await self._write(partial(sql_agents.delete, agent_id=agent_id)))
+
+    # ------------------------------------------------------------------ messages
+
+    async def send_message(self, draft: MessageDraft) -> SendResult:
+        result: SendResult = await self._write(partial(sql_messages.send, draft=draft))
+        return result
+
+    async def get_message(self, message_id: int) -> Message | None:
+        return await self._read(partial(sql_messages.get, message_id=message_id))
+
+    async def list_messages(self, query: MessageQuery) -> list[Message]:
+        return await self._read(partial(sql_messages.list_messages, query=query))
+
+    async def latest_message_id(self) -> int:
+        return await self._read(sql_messages.latest_id)
+
+    async def thread(self, message_id: int) -> list[Message] | None:
+        return await self._read(partial(sql_messages.thread, message_id=message_id))
+
+    async def claim_message(self, message_id: int, agent_id: str) -> Message:
+        result: Message = await self._write(
+            partial(sql_messages.claim, message_id=message_id, agent_id=agent_id)
+        )
+        return result
+
+    async def set_read(self, message_id: int, agent_id: str, read: bool) -> Message:
+        result: Message = await self._write(
+            partial(sql_messages.set_read, message_id=message_id, agent_id=agent_id, read=read)
+        )
+        return result
+
+    async def delete_message(self, message_id: int) -> bool:
+        return bool(await self._write(partial(sql_messages.delete, message_id=message_id)))
+
+    # ------------------------------------------------------------------ events
+
+    async def events_after(self, after_id: int, limit: int) -> list[Event]:
+        return await self._read(partial(sql_events.after, after_id=after_id, limit=limit))
+
+    async def latest_event_id(self) -> int:
+        return await self._read(sql_events.latest_id)
+
+    # ------------------------------------------------------------------ maintenance
+
+    async def mark_stale(self, last_seen_before_ms: int) -> list[Agent]:
+        result: list[Agent] = await self._write(
+            partial(sql_agents.mark_stale, last_seen_before_ms=last_seen_before_ms)
+        )
+        return result
+
+    async def prune_offline(self, offline_before_ms: int) -> list[str]:
+        result: list[str] = await self._write(
+            partial(sql_agents.prune_offline, offline_before_ms=offline_before_ms)
+        )
+        return result
+
+    async def prune_history(self, messages_before_ms: int, keep_events: int) -> dict[str, int]:
+        result: dict[str, int] = await self._write(
+            partial(_prune_history, messages_before_ms=messages_before_ms, keep=keep_events)
+        )
+        return result
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._read(sql_events.stats)
+
+    async def backup(self, destination: Path) -> int:
+        """Online backup through SQLite's backup API; returns the copy's size in bytes."""
+        if self._reader is None:
+            raise unavailable("storage is closed")
+        destination = Path(destination)
+        await self._reader._execute(_backup_sync, self._reader._conn, destination)
+        return destination.stat().st_size
+
+    def file_size(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            candidate = Path(f"{self.path}{suffix}")
+            if candidate.exists():
+                total += candidate.stat().st_size
+        return total
+
+
+# ---------------------------------------------------------------------- thread-side helpers
+
+
+def _run_batch(db: sqlite3.Connection, ops: list[Op]) -> list[tuple[Any, list[Event], Any]]:
+    outcomes: list[tuple[Any, list[Event], Any]] = []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for op in ops:
+            tx = Tx(db)
+            db.execute("SAVEPOINT op")
+            try:
+                result = op(tx)
+            except Exception as exc:
+                db.execute("ROLLBACK TO op")
+                db.execute("RELEASE op")
+                outcomes.append((None, [], _client_error(exc)))
+                continue
+            db.execute("RELEASE op")
+            outcomes.append((result, tx.events, None))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _client_error(exc: Exception) -> Exception:
+    if isinstance(exc, ApiError):
+        return exc
+    log.error("storage operation failed: %r", exc)
+    return unavailable("storage could not complete the operation")
+
+
+def _run_read(db: sqlite3.Connection, op: Callable[[Tx], T]) -> T:
+    db.execute("BEGIN")
+    try:
+        return op(Tx(db))
+    finally:
+        db.execute("COMMIT")
+
+
+def _prune_history(tx: Tx, messages_before_ms: int, keep: int) -> dict[str, int]:
+    return {
+        "messages": sql_messages.prune(tx, messages_before_ms),
+        "events": sql_events.prune(tx, keep),
+        "idempotencyKeys": sql_events.prune_idempotency(tx),
+    }
+
+
+def _backup_sync(db: sqlite3.Connection, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    target = sqlite3.connect(destination)
+    try:
+        db.backup(target)
+    finally:
+        target.close()
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    folder = resources.files("relayd.storage").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        stem = entry.name.removesuffix(".sql")
+        number, _, name = stem.partition("_")
+        if entry.name.endswith(".sql") and number.isdigit():
+            found.append((int(number), name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (sqlite3.complete_statement knows about quotes)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
+        statements.append(buffer.strip())
+    return statements

@@ -1,0 +1,63 @@
+"""The synchronous side of the SQLite backend: a transaction context and row helpers.
+
+Store operations are plain functions ``op(tx) -> result`` that run on the connection's own
+thread, so a whole group commit costs one thread hop instead of one per statement.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from relayd.domain.models import Event, now_ms
+
+
+class Tx:
+    """One operation's view of the database; collects the events it records."""
+
+    def __init__(self, db: sqlite3.Connection, now: int | None = None) -> None:
+        self.db = db
+        self.now = now_ms() if now is None else now
+        self.events: list[Event] = []
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self.db.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.db.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.db.execute(sql, params)
+
+    def run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.db.executemany(sql, rows)
+
+    def emit(self, type_: str, data: dict[str, Any], audience: Iterable[str] | None = None) -> Event:
+        members = None if audience is None else frozenset(audience)
+        stored_audience = None if members is None else dumps(sorted(members))
+        cursor = self.db.execute(
+            "INSERT INTO events (type, data, audience, created_at) VALUES (?, ?, ?, ?)",
+            (type_, dumps(data), stored_audience, self.now),
+        )
+        event = Event(int(cursor.lastrowid or 0), type_, data, members, self.now)
+        self.events.append(event)
+        return event
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str | None, default: Any) -> Any:
+    return default if text is None else json.loads(text)
+
+
+def placeholders(count: int) -> str:
+    return ",".join("?" * count)

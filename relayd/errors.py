@@ -58,8 +58,9 @@ def unavailable(message: str) -> ApiError:
     return ApiError(503, "unavailable", message)
 
 
-def json_error(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
-               ) -> web.Response:
+def json_error(
+    status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         status=status,
         text=json.dumps(payload),

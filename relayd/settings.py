@@ -20,9 +20,22 @@ from relayd import paths
 
 SCOPES = frozenset(
     {
-        "stats:read", "health:read", "events:read", "channels:read", "agents:read",
-        "agents:write", "messages:read", "messages:write", "tasks:read", "tasks:write",
-        "pairs:read", "pairs:write", "system:write", "tasks:create", "events:create", "*",
+        "stats:read",
+        "health:read",
+        "events:read",
+        "channels:read",
+        "agents:read",
+        "agents:write",
+        "messages:read",
+        "messages:write",
+        "tasks:read",
+        "tasks:write",
+        "pairs:read",
+        "pairs:write",
+        "system:write",
+        "tasks:create",
+        "events:create",
+        "*",
     }
 )
 
@@ -161,10 +174,7 @@ def _host(value: Any) -> str:
 
 
 def _origins(value: Any) -> tuple[str, ...]:
-    if isinstance(value, list):
-        items = [_str(v) for v in value]
-    else:
-        items = _str(value).split(",")
+    items = [_str(v) for v in value] if isinstance(value, list) else _str(value).split(",")
     return tuple(item.strip().rstrip("/") for item in items if item.strip())
 
 
@@ -251,8 +261,11 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("allow_unauth", _bool, "AGENT_RELAY_ALLOW_UNAUTH"),
     FieldSpec("cors_origins", _origins, "AGENT_RELAY_CORS_ORIGINS"),
     FieldSpec("integrations", _integrations, "AGENT_RELAY_INTEGRATIONS"),
-    FieldSpec("integration_rate_limit_per_minute", _int(1),
-              "AGENT_RELAY_INTEGRATION_RATE_LIMIT_PER_MINUTE"),
+    FieldSpec(
+        "integration_rate_limit_per_minute",
+        _int(1),
+        "AGENT_RELAY_INTEGRATION_RATE_LIMIT_PER_MINUTE",
+    ),
     FieldSpec("stale_ttl_ms", _int(1000), "STALE_TTL_MS"),
     FieldSpec("offline_prune_ms", _int(1000), "OFFLINE_PRUNE_MS"),
     FieldSpec("reap_interval_ms", _int(50), "REAP_INTERVAL_MS"),

@@ -135,10 +135,21 @@ def _save(tx: Tx, agent: Agent) -> None:
                offline_since=CASE WHEN excluded.status = 'offline'
                    THEN COALESCE(agents.offline_since, excluded.offline_since) ELSE NULL END""",
         (
-            agent.id, agent.label, agent.machine, agent.project, agent.provider,
-            dumps(agent.tags), dumps(agent.capabilities), dumps(agent.channels),
-            agent.status, agent.approval, dumps(agent.meta), agent.version,
-            agent.registered_at, agent.last_seen_at, offline_since,
+            agent.id,
+            agent.label,
+            agent.machine,
+            agent.project,
+            agent.provider,
+            dumps(agent.tags),
+            dumps(agent.capabilities),
+            dumps(agent.channels),
+            agent.status,
+            agent.approval,
+            dumps(agent.meta),
+            agent.version,
+            agent.registered_at,
+            agent.last_seen_at,
+            offline_since,
         ),
     )
 

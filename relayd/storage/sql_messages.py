@@ -80,7 +80,7 @@ def send(tx: Tx, draft: MessageDraft, task_id: int | None = None) -> SendResult:
             (draft.sender, draft.idempotency_key, message_id, tx.now),
         )
     message = require(tx, message_id)
-    tx.emit("message.new", message.to_json(), delivered)
+    tx.emit("message.new", {**message.to_json(), "recipients": delivered}, delivered)
     return SendResult(message, delivered, created=True)
 
 
@@ -108,8 +108,17 @@ def _insert(tx: Tx, draft: MessageDraft, thread_id: int | None, task_id: int | N
                claimable, created_at, meta, task_id)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
-            draft.sender, draft.to, draft.subject, draft.body, draft.channel, draft.reply_to,
-            thread_id, int(draft.claimable), tx.now, dumps(draft.meta), task_id,
+            draft.sender,
+            draft.to,
+            draft.subject,
+            draft.body,
+            draft.channel,
+            draft.reply_to,
+            thread_id,
+            int(draft.claimable),
+            tx.now,
+            dumps(draft.meta),
+            task_id,
         ),
     )
     message_id = int(cursor.lastrowid or 0)

@@ -39,7 +39,9 @@ class Tx:
     def run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self.db.executemany(sql, rows)
 
-    def emit(self, type_: str, data: dict[str, Any], audience: Iterable[str] | None = None) -> Event:
+    def emit(
+        self, type_: str, data: dict[str, Any], audience: Iterable[str] | None = None
+    ) -> Event:
         members = None if audience is None else frozenset(audience)
         stored_audience = None if members is None else dumps(sorted(members))
         cursor = self.db.execute(

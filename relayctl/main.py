@@ -1,0 +1,94 @@
+"""`relayctl`: the command table, global flags, and errors → exit codes.
+
+Each module in relayctl.commands exposes ``register(subparsers)``; it adds its commands and sets
+``func`` on them: ``func(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from relayd import __version__
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "setup",
+    "token",
+    "status",
+    "daemon",
+    "logs",
+    "upgrade",
+    "provider",
+    "messaging",
+)
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    NOT_RUNNING = 3
+
+
+class CliError(Exception):
+    """A failure to report in one line; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = ExitCode.FAILURE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def emit(args: argparse.Namespace, data: Any, human: str) -> None:
+    """Print data as JSON with --json, else the human text."""
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    elif human:
+        print(human)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relayctl", description="Set up, run and use an Agent Relay."
+    )
+    parser.add_argument("--version", action="version", version=f"relayctl {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print data as JSON")
+    common.add_argument("--config", help="config file (default: the platform config dir)")
+    common.add_argument("--socket", help="control socket path (default: from config)")
+    parser.set_defaults(common_parent=common)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"relayctl.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"relayctl.commands.{name}":
+                continue
+            raise
+        module.register(subparsers, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and ExitCode.USAGE
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"relayctl: {exc.message}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return ExitCode.FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

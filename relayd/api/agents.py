@@ -1,0 +1,139 @@
+"""/api/agents: register, list, find, heartbeat, update, remove."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from relayd.api.common import (
+    Body,
+    no_content,
+    ok,
+    path_agent_id,
+    query_text,
+    read_json,
+    read_optional_json,
+    requires,
+)
+from relayd.context import context_of
+from relayd.domain.models import AGENT_STATUSES, APPROVALS, Agent
+from relayd.errors import invalid, not_found
+from relayd.storage.base import AgentFilter
+
+EDITABLE = ("label", "tags", "capabilities", "channels", "status", "approval", "meta")
+
+
+def agent_fields(body: Body, *, include_identity: bool) -> dict[str, Any]:
+    """The agent fields present in a request body, validated."""
+    fields: dict[str, Any] = {}
+    readers: dict[str, Any] = {
+        "label": lambda: body.text("label", max_len=256),
+        "tags": lambda: body.string_list("tags"),
+        "capabilities": lambda: body.string_list("capabilities"),
+        "channels": lambda: body.string_list("channels"),
+        "status": lambda: body.choice("status", AGENT_STATUSES),
+        "approval": lambda: body.choice("approval", APPROVALS),
+        "meta": lambda: body.obj("meta"),
+    }
+    if include_identity:
+        for name in ("machine", "project", "provider", "version"):
+            readers[name] = lambda name=name: body.text(name, max_len=256)
+    for name, read in readers.items():
+        value = read()
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
+def _json(agent: Agent, status: int = 200) -> web.Response:
+    return ok(agent.to_json(), status)
+
+
+@requires("agents:write")
+async def register(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    fields = agent_fields(body, include_identity=True)
+    fields["id"] = body.required_agent_id("id")
+    agent, created = await context_of(request).store.register_agent(fields)
+    return _json(agent, 201 if created else 200)
+
+
+def _filter(request: web.Request, exclude_offline: bool = False) -> AgentFilter:
+    status = query_text(request, "status")
+    if status is not None and status not in AGENT_STATUSES:
+        raise invalid(f"query parameter 'status' must be one of {', '.join(AGENT_STATUSES)}")
+    return AgentFilter(
+        tag=query_text(request, "tag"),
+        machine=query_text(request, "machine"),
+        status=status,
+        capability=query_text(request, "capability"),
+        exclude_offline=exclude_offline,
+    )
+
+
+@requires("agents:read")
+async def list_agents(request: web.Request) -> web.Response:
+    agents = await context_of(request).store.list_agents(_filter(request))
+    return ok({"agents": [a.to_json() for a in agents]})
+
+
+@requires("agents:read")
+async def find(request: web.Request) -> web.Response:
+    if not request.query.get("capability"):
+        raise invalid("query parameter 'capability' is required")
+    agents = await context_of(request).store.list_agents(_filter(request, exclude_offline=True))
+    return ok({"agents": [a.to_json() for a in agents]})
+
+
+@requires("agents:read")
+async def get(request: web.Request) -> web.Response:
+    agent_id = path_agent_id(request)
+    agent = await context_of(request).store.get_agent(agent_id)
+    if agent is None:
+        raise not_found(f"agent '{agent_id}' is not registered")
+    return _json(agent)
+
+
+@requires("agents:write")
+async def heartbeat(request: web.Request) -> web.Response:
+    agent_id = path_agent_id(request)
+    body = await read_optional_json(request)
+    status = body.choice("status", AGENT_STATUSES)
+    agent = await context_of(request).store.heartbeat(agent_id, status)
+    if agent is None:
+        raise not_found(f"agent '{agent_id}' is not registered; register it again")
+    return _json(agent)
+
+
+@requires("agents:write")
+async def set_label(request: web.Request) -> web.Response:
+    agent_id = path_agent_id(request)
+    body = await read_json(request)
+    label = body.text("label", required=True, max_len=256)
+    return await _update(request, agent_id, {"label": label})
+
+
+@requires("agents:write")
+async def patch(request: web.Request) -> web.Response:
+    agent_id = path_agent_id(request)
+    body = await read_json(request)
+    changes = agent_fields(body, include_identity=False)
+    if not changes:
+        raise invalid(f"nothing to change: give any of {', '.join(EDITABLE)}")
+    return await _update(request, agent_id, changes)
+
+
+async def _update(request: web.Request, agent_id: str, changes: dict[str, Any]) -> web.Response:
+    agent = await context_of(request).store.update_agent(agent_id, changes)
+    if agent is None:
+        raise not_found(f"agent '{agent_id}' is not registered")
+    return _json(agent)
+
+
+@requires("agents:write")
+async def delete(request: web.Request) -> web.Response:
+    agent_id = path_agent_id(request)
+    if not await context_of(request).store.delete_agent(agent_id):
+        raise not_found(f"agent '{agent_id}' is not registered")
+    return no_content()

@@ -1,0 +1,245 @@
+"""Request parsing and validation shared by the handlers: every bad input becomes a 4xx."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from relayd.domain.targets import AGENT_ID_RE
+from relayd.errors import ApiError, invalid
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_SHORT_TEXT = 1024
+NAME_RE = re.compile(r"^[^\x00-\x1f]{1,256}$")
+
+
+def requires(scope: str | tuple[str, ...] | None) -> Callable[[Handler], Handler]:
+    """Declare the token scope(s) a handler needs; the auth middleware enforces it."""
+
+    def mark(handler: Handler) -> Handler:
+        handler.scope = scope  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
+def ok(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode(),
+        content_type="application/json",
+    )
+
+
+def no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+async def read_json(request: web.Request) -> Body:
+    raw = await request.read()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    return Body(data)
+
+
+async def read_optional_json(request: web.Request) -> Body:
+    if not request.can_read_body:
+        return Body({})
+    raw = await request.read()
+    if not raw.strip():
+        return Body({})
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    return Body(data)
+
+
+def clean_text(value: str, name: str) -> str:
+    """Refuse what cannot be stored faithfully: NUL and lone surrogates."""
+    if "\x00" in value:
+        raise invalid(f"'{name}' must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid(f"'{name}' contains an invalid character (lone surrogate)") from None
+    return value
+
+
+def clean_json(value: Any, name: str, depth: int = 0) -> Any:
+    if depth > 32:
+        raise invalid(f"'{name}' is nested too deeply")
+    if isinstance(value, str):
+        return clean_text(value, name)
+    if isinstance(value, list):
+        return [clean_json(v, name, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {clean_text(k, name): clean_json(v, name, depth + 1) for k, v in value.items()}
+    return value
+
+
+class Body:
+    """Typed access to a JSON object; each accessor raises 400 naming the field."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def text(
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        max_len: int = MAX_SHORT_TEXT,
+        allow_empty: bool = False,
+    ) -> str | None:
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                raise invalid(f"'{name}' is required")
+            return None
+        if not isinstance(value, str):
+            raise invalid(f"'{name}' must be a string")
+        if not value and not allow_empty:
+            raise invalid(f"'{name}' must not be empty")
+        if len(value) > max_len:
+            raise invalid(f"'{name}' is longer than {max_len} characters")
+        return clean_text(value, name)
+
+    def required_text(self, name: str, max_len: int = MAX_SHORT_TEXT) -> str:
+        value = self.text(name, required=True, max_len=max_len)
+        assert value is not None
+        return value
+
+    def agent_id(self, name: str, *, required: bool = True) -> str | None:
+        value = self.text(name, required=required, max_len=128)
+        if value is not None and not AGENT_ID_RE.match(value):
+            raise invalid(f"'{name}' must match [A-Za-z0-9._:@-]{{1,128}}")
+        return value
+
+    def required_agent_id(self, name: str) -> str:
+        value = self.agent_id(name, required=True)
+        assert value is not None
+        return value
+
+    def boolean(self, name: str, default: bool | None = None) -> bool | None:
+        value = self.data.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise invalid(f"'{name}' must be true or false")
+        return value
+
+    def integer(self, name: str, *, minimum: int = 1) -> int | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise invalid(f"'{name}' must be an integer")
+        if value < minimum or value > 2**63 - 1:
+            raise invalid(f"'{name}' is out of range")
+        return value
+
+    def string_list(
+        self, name: str, *, max_items: int = 64, max_len: int = 128
+    ) -> list[str] | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise invalid(f"'{name}' must be a list of non-empty strings")
+        if len(value) > max_items:
+            raise invalid(f"'{name}' has more than {max_items} items")
+        for item in value:
+            if len(item) > max_len:
+                raise invalid(f"'{name}' has an item longer than {max_len} characters")
+            clean_text(item, name)
+        return list(dict.fromkeys(value))
+
+    def obj(self, name: str) -> dict[str, Any] | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise invalid(f"'{name}' must be an object")
+        cleaned: dict[str, Any] = clean_json(value, name)
+        if len(json.dumps(cleaned)) > 16 * 1024:
+            raise invalid(f"'{name}' is larger than 16 KiB")
+        return cleaned
+
+    def choice(self, name: str, options: tuple[str, ...], *, required: bool = False) -> str | None:
+        value = self.text(name, required=required, max_len=64)
+        if value is not None and value not in options:
+            raise invalid(f"'{name}' must be one of {', '.join(options)}")
+        return value
+
+
+# --------------------------------------------------------------------------- query strings
+
+
+def query_text(request: web.Request, name: str, max_len: int = MAX_SHORT_TEXT) -> str | None:
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if len(value) > max_len:
+        raise invalid(f"query parameter '{name}' is too long")
+    return clean_text(value, name)
+
+
+def query_int(
+    request: web.Request,
+    name: str,
+    *,
+    default: int | None = None,
+    minimum: int = 0,
+    maximum: int | None = None,
+) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid(f"query parameter '{name}' must be an integer") from None
+    if value < minimum or (maximum is not None and value > maximum) or value > 2**63 - 1:
+        upper = f" and at most {maximum}" if maximum is not None else ""
+        raise invalid(f"query parameter '{name}' must be at least {minimum}{upper}")
+    return value
+
+
+def query_bool(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return False
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no", ""):
+        return False
+    raise invalid(f"query parameter '{name}' must be true or false")
+
+
+def path_int(request: web.Request, what: str) -> int:
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+        raise ApiError(404, "not_found", f"{what} '{raw}' does not exist")
+    return int(raw)
+
+
+def path_agent_id(request: web.Request) -> str:
+    value = request.match_info["id"]
+    if not AGENT_ID_RE.match(value):
+        raise ApiError(404, "not_found", "agent ids match [A-Za-z0-9._:@-]{1,128}")
+    return value

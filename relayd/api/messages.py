@@ -1,0 +1,171 @@
+"""/api/messages: send, inbox and long-poll, cursor, threads, claims, read state, delete."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from relayd.api.common import (
+    Body,
+    no_content,
+    ok,
+    path_int,
+    query_bool,
+    query_int,
+    query_text,
+    read_json,
+    requires,
+)
+from relayd.context import Context, context_of
+from relayd.domain.models import Event, Message
+from relayd.domain.targets import TargetError, parse_target
+from relayd.errors import invalid, not_found
+from relayd.storage.base import MessageDraft, MessageQuery
+
+MAX_WAIT_SECONDS = 60
+MAX_LIMIT = 1000
+
+
+def draft_from(body: Body, request: web.Request, max_body_bytes: int) -> MessageDraft:
+    sender = body.required_text("from", max_len=128)
+    to = body.required_text("to", max_len=256)
+    try:
+        parse_target(to)
+    except TargetError as exc:
+        raise invalid(str(exc)) from None
+    text = body.text("body", required=True, max_len=max_body_bytes)
+    assert text is not None
+    if len(text.encode("utf-8")) > max_body_bytes:
+        raise invalid(f"'body' is larger than {max_body_bytes} bytes")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 128:
+        raise invalid("the Idempotency-Key header must be 1 to 128 characters")
+    return MessageDraft(
+        sender=sender,
+        to=to,
+        body=text,
+        subject=body.text("subject", max_len=1024),
+        channel=body.text("channel", max_len=128),
+        reply_to=body.integer("replyTo"),
+        claimable=bool(body.boolean("claimable", False)),
+        meta=body.obj("meta") or {},
+        idempotency_key=key,
+    )
+
+
+@requires("messages:write")
+async def send(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    body = await read_json(request)
+    draft = draft_from(body, request, ctx.settings.max_message_bytes)
+    result = await ctx.store.send_message(draft)
+    payload = {**result.message.to_json(), "recipients": result.recipients}
+    return ok(payload, 201 if result.created else 200)
+
+
+def _query(request: web.Request) -> tuple[MessageQuery, int]:
+    order = query_text(request, "order")
+    if order not in (None, "asc", "desc"):
+        raise invalid("query parameter 'order' must be asc or desc")
+    reader = query_text(request, "for", max_len=128)
+    query = MessageQuery(
+        reader=reader,
+        unread=query_bool(request, "unread"),
+        since=query_int(request, "since", minimum=0),
+        limit=query_int(request, "limit", default=100, minimum=1, maximum=MAX_LIMIT) or 100,
+        channel=query_text(request, "channel", max_len=128),
+        sender=query_text(request, "from", max_len=128),
+        thread=query_int(request, "thread", minimum=1),
+        descending=order == "desc",
+    )
+    wait = query_int(request, "wait", default=0, minimum=0, maximum=MAX_WAIT_SECONDS) or 0
+    return query, wait
+
+
+@requires("messages:read")
+async def list_messages(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    query, wait = _query(request)
+    if query.reader is not None and await ctx.store.get_agent(query.reader) is None:
+        raise not_found(f"agent '{query.reader}' is not registered")
+    messages = await ctx.store.list_messages(query)
+    if not messages and wait:
+        messages = await _long_poll(ctx, query, wait)
+    cursor = max(m.id for m in messages) if messages else await ctx.store.latest_message_id()
+    return ok({"messages": [m.to_json() for m in messages], "cursor": cursor})
+
+
+async def _long_poll(ctx: Context, query: MessageQuery, wait: int) -> list[Message]:
+    """Wait for a matching message; subscribe first, then re-check, so none slips past."""
+
+    def relevant(event: Event) -> bool:
+        return event.type == "message.new" and event.visible_to(query.reader)
+
+    subscription = ctx.bus.subscribe(relevant, maxsize=16)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    try:
+        messages = await ctx.store.list_messages(query)
+        while not messages and not subscription.closed and not ctx.stopping.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await subscription.next_batch(remaining)
+            subscription.reset_overflow()
+            messages = await ctx.store.list_messages(query)
+        return messages
+    finally:
+        ctx.bus.unsubscribe(subscription)
+
+
+@requires("messages:read")
+async def cursor(request: web.Request) -> web.Response:
+    return ok({"cursor": await context_of(request).store.latest_message_id()})
+
+
+@requires("messages:read")
+async def get(request: web.Request) -> web.Response:
+    message_id = path_int(request, "message")
+    message = await context_of(request).store.get_message(message_id)
+    if message is None:
+        raise not_found(f"message {message_id} does not exist")
+    return ok(message.to_json())
+
+
+@requires("messages:read")
+async def thread(request: web.Request) -> web.Response:
+    message_id = path_int(request, "message")
+    messages = await context_of(request).store.thread(message_id)
+    if messages is None:
+        raise not_found(f"message {message_id} does not exist")
+    return ok({"messages": [m.to_json() for m in messages]})
+
+
+@requires("messages:write")
+async def claim(request: web.Request) -> web.Response:
+    message_id = path_int(request, "message")
+    body = await read_json(request)
+    agent_id = body.required_agent_id("agent")
+    message = await context_of(request).store.claim_message(message_id, agent_id)
+    return ok(message.to_json())
+
+
+@requires("messages:write")
+async def mark(request: web.Request) -> web.Response:
+    message_id = path_int(request, "message")
+    body = await read_json(request)
+    agent_id = body.required_agent_id("agent")
+    read = body.boolean("read")
+    if read is None:
+        raise invalid("'read' is required (true or false)")
+    message = await context_of(request).store.set_read(message_id, agent_id, read)
+    return ok(message.to_json())
+
+
+@requires("messages:write")
+async def delete(request: web.Request) -> web.Response:
+    message_id = path_int(request, "message")
+    if not await context_of(request).store.delete_message(message_id):
+        raise not_found(f"message {message_id} does not exist")
+    return no_content()

@@ -1,0 +1,59 @@
+"""/api/stats and /api/health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from relayd import __version__
+from relayd.api.common import ok, requires
+from relayd.context import Context, context_of
+from relayd.errors import json_error
+
+
+async def collect_stats(ctx: Context) -> dict[str, Any]:
+    counts = await ctx.store.stats()
+    extra_counts = ctx.extras.get("stats_providers", [])
+    for provider in extra_counts:
+        counts.update(await provider())
+    return {
+        "version": __version__,
+        "uptimeSeconds": ctx.uptime_seconds,
+        **counts,
+        "tasks": counts.get("tasks", {}),
+        "pairs": counts.get("pairs", {}),
+        "sse": {"connections": ctx.sse_connections, "subscribers": ctx.bus.subscriber_count},
+        "storage": {"commits": ctx.store.commits, "writes": ctx.store.committed_writes},
+    }
+
+
+@requires("stats:read")
+async def stats(request: web.Request) -> web.Response:
+    return ok(await collect_stats(context_of(request)))
+
+
+@requires("health:read")
+async def health(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    if ctx.stopping.is_set():
+        return json_error(
+            503,
+            {
+                "status": "stopping",
+                "version": __version__,
+                "error": "the relay is shutting down",
+                "code": "unavailable",
+            },
+        )
+    if not await ctx.store.healthy():
+        return json_error(
+            503,
+            {
+                "status": "unavailable",
+                "version": __version__,
+                "error": "storage is not usable",
+                "code": "unavailable",
+            },
+        )
+    return ok({"status": "ok", "version": __version__})

@@ -1,0 +1,94 @@
+"""The aiohttp Application: middlewares, and the one route table of the HTTP API."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from aiohttp import web
+
+from relayd.api import agents, events, messages, openapi, stats
+from relayd.auth import auth_middleware
+from relayd.context import CONTEXT, Context, context_of
+from relayd.errors import Handler, error_middleware
+
+Route = tuple[str, str, Handler]
+
+ROUTES: list[Route] = [
+    ("POST", "/api/agents", agents.register),
+    ("GET", "/api/agents", agents.list_agents),
+    ("GET", "/api/agents/find", agents.find),
+    ("GET", "/api/agents/{id}", agents.get),
+    ("PATCH", "/api/agents/{id}", agents.patch),
+    ("DELETE", "/api/agents/{id}", agents.delete),
+    ("POST", "/api/agents/{id}/heartbeat", agents.heartbeat),
+    ("PATCH", "/api/agents/{id}/label", agents.set_label),
+    ("POST", "/api/messages", messages.send),
+    ("GET", "/api/messages", messages.list_messages),
+    ("GET", "/api/messages/cursor", messages.cursor),
+    ("GET", "/api/messages/{id}", messages.get),
+    ("PATCH", "/api/messages/{id}", messages.mark),
+    ("DELETE", "/api/messages/{id}", messages.delete),
+    ("GET", "/api/messages/{id}/thread", messages.thread),
+    ("POST", "/api/messages/{id}/claim", messages.claim),
+    ("GET", "/api/events", events.stream),
+    ("GET", "/api/stats", stats.stats),
+    ("GET", "/api/health", stats.health),
+    ("GET", "/api/openapi.json", openapi.document),
+]
+
+CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
+CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID, X-Agent-Relay-Token"
+
+
+def _allowed_origin(request: web.Request) -> str | None:
+    origin = request.headers.get("Origin")
+    allowed = context_of(request).settings.cors_origins
+    if origin is None or not allowed:
+        return None
+    if "*" in allowed:
+        return "*"
+    return origin if origin.rstrip("/") in allowed else None
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Same-origin by default; AGENT_RELAY_CORS_ORIGINS opens the API to listed origins."""
+    origin = _allowed_origin(request)
+    if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+        response: web.StreamResponse = web.Response(status=204 if origin else 403)
+    else:
+        response = await handler(request)
+    if origin and not response.prepared:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+        response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+        if origin != "*":
+            response.headers["Vary"] = "Origin"
+    return response
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    page = resources.files("relayd").joinpath("static/index.html").read_text(encoding="utf-8")
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
+
+
+def create_app(ctx: Context, extra_routes: list[Route] | None = None) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, cors_middleware, auth_middleware],
+        client_max_size=ctx.settings.max_body_bytes,
+    )
+    app[CONTEXT] = ctx
+    for method, path, handler in [*ROUTES, *(extra_routes or [])]:
+        app.router.add_route(method, path, handler)
+    app.router.add_get("/", dashboard)
+    return app

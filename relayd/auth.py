@@ -1,0 +1,84 @@
+"""Who is calling: the admin token, scoped integration tokens, and the middleware that checks
+each handler's declared scope."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from relayd.context import context_of
+from relayd.errors import ApiError, Handler, forbidden
+from relayd.settings import Integration, Settings
+
+ADMIN_SCOPES = frozenset({"*"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    scopes: frozenset[str]
+    integration: Integration | None = None
+
+    def allows(self, scope: str | tuple[str, ...] | None) -> bool:
+        if scope is None or "*" in self.scopes:
+            return True
+        wanted = (scope,) if isinstance(scope, str) else scope
+        return any(s in self.scopes for s in wanted)
+
+
+ANONYMOUS = Principal("local", ADMIN_SCOPES)
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+def presented_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("X-Agent-Relay-Token") or None
+
+
+def identify(settings: Settings, token: str | None) -> Principal | None:
+    """The caller, or None when a token is required and this one is missing or wrong."""
+    if token is not None:
+        if settings.token and hmac.compare_digest(token.encode(), settings.token.encode()):
+            return Principal("admin", ADMIN_SCOPES)
+        integration = settings.integration_for_token(token)
+        if integration is not None:
+            return Principal(integration.name, integration.scopes, integration)
+    if settings.token is None:
+        return ANONYMOUS
+    return None
+
+
+def unauthorized() -> ApiError:
+    return ApiError(
+        401,
+        "unauthorized",
+        "a valid token is required (Authorization: Bearer <token>)",
+        headers={"WWW-Authenticate": 'Bearer realm="agent-relay"'},
+    )
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api/") or request.method == "OPTIONS":
+        return await handler(request)
+    principal = identify(context_of(request).settings, presented_token(request))
+    if principal is None:
+        raise unauthorized()
+    scope = getattr(request.match_info.handler, "scope", None)
+    if not principal.allows(scope):
+        raise forbidden(f"this token lacks the scope {_describe(scope)}")
+    request[PRINCIPAL] = principal
+    return await handler(request)
+
+
+def principal_of(request: web.Request) -> Principal:
+    return request.get(PRINCIPAL, ANONYMOUS)
+
+
+def _describe(scope: str | tuple[str, ...] | None) -> str:
+    return scope if isinstance(scope, str) else " or ".join(scope or ())

@@ -1,0 +1,36 @@
+"""What the HTTP handlers, the reaper and the control plane share: one object on the app."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from relayd.bus import EventBus
+from relayd.settings import Settings
+from relayd.storage.sqlite import SQLiteStore
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: SQLiteStore
+    bus: EventBus
+    started_at: float = field(default_factory=time.time)
+    sse_connections: int = 0
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    extras: dict[str, Any] = field(default_factory=dict)  # services added by later layers
+
+    @property
+    def uptime_seconds(self) -> float:
+        return round(time.time() - self.started_at, 3)
+
+
+CONTEXT: web.AppKey[Context] = web.AppKey("context", Context)
+
+
+def context_of(request: web.Request) -> Context:
+    return request.app[CONTEXT]

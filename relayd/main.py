@@ -1,0 +1,112 @@
+"""`relayd`: parse flags, load settings, run the relay in the foreground until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from relayd import __version__
+from relayd import settings as settings_mod
+from relayd.lifecycle import Relay, StartupError
+from relayd.settings import Settings, SettingsError
+
+log = logging.getLogger("relayd")
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILURE = 1
+    CONFIG = 2  # bad flags or settings
+    STARTUP = 3  # could not start: port taken, already running, storage unusable
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="relayd", description="Agent Relay daemon: the HTTP API, SSE and storage."
+    )
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1; env HOST)")
+    parser.add_argument("--port", type=int, help="TCP port (default 4850; 0 picks one; env PORT)")
+    parser.add_argument("--db", dest="db_path", help="SQLite database file (env DB_PATH)")
+    parser.add_argument("--config", help="TOML config file (env AGENT_RELAY_CONFIG)")
+    parser.add_argument(
+        "--socket", dest="socket_path", help="control socket path (env AGENT_RELAY_SOCKET)"
+    )
+    parser.add_argument(
+        "--log-level", dest="log_level", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument("--version", action="version", version=f"relayd {__version__}")
+    return parser.parse_args(argv)
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "db_path": args.db_path,
+        "socket_path": args.socket_path,
+        "log_level": args.log_level,
+    }
+    settings = settings_mod.load(config=args.config, overrides=overrides)
+    settings_mod.check_bind_safety(settings)
+    return settings
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def serve(relay: Relay, reload: argparse.Namespace | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if reload is not None and hasattr(signal, "SIGHUP"):
+        loop.add_signal_handler(signal.SIGHUP, lambda: _reload(relay, reload))
+    relay.ctx.extras["request_stop"] = stop.set
+    await relay.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await relay.stop()
+
+
+def _reload(relay: Relay, args: argparse.Namespace) -> None:
+    try:
+        changed = relay.apply_settings(load_settings(args))
+    except SettingsError as exc:
+        log.error("reload refused, keeping the running settings: %s", exc)
+        return
+    log.info("reloaded settings%s", f": {', '.join(changed)}" if changed else " (no change)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args)
+    except SettingsError as exc:
+        print(f"relayd: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    setup_logging(settings.log_level)
+    relay = Relay(settings)
+    try:
+        asyncio.run(serve(relay, args))
+    except StartupError as exc:
+        print(f"relayd: {exc}", file=sys.stderr)
+        return ExitCode.STARTUP
+    except KeyboardInterrupt:
+        return ExitCode.OK
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

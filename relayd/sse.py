@@ -1,0 +1,103 @@
+"""Server-Sent Events: framing, keep-alive, Last-Event-ID replay and lag recovery.
+
+Order of work for one stream: subscribe to the bus first, then replay from the durable log, then
+forward live events, skipping any id already sent. A subscriber that overflows its bounded
+buffer catches up from the log the same way, so a slow reader loses nothing and costs no one
+else memory or time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiohttp import web
+
+from relayd.context import Context
+from relayd.domain.models import Event
+
+REPLAY_PAGE = 500
+
+
+class EventStream:
+    def __init__(self, ctx: Context, response: web.StreamResponse, reader: str | None) -> None:
+        self.ctx = ctx
+        self.response = response
+        self.reader = reader
+        self.last_sent = 0
+
+    def accepts(self, event: Event) -> bool:
+        return event.visible_to(self.reader)
+
+    async def run(self, resume_after: int | None) -> None:
+        bus = self.ctx.bus
+        subscription = bus.subscribe(self.accepts, self.ctx.settings.sse_queue_size)
+        try:
+            await self.response.write(b": connected\n\n")
+            if resume_after is not None:
+                await self.catch_up(resume_after)
+            else:
+                self.last_sent = await self.ctx.store.latest_event_id()
+            keepalive = self.ctx.settings.sse_keepalive_seconds
+            while not subscription.closed and not self.ctx.stopping.is_set():
+                batch = await subscription.next_batch(keepalive)
+                if subscription.overflowed:
+                    subscription.reset_overflow()
+                    await self.catch_up(self.last_sent)
+                elif batch:
+                    await self.send(batch)
+                elif not subscription.closed:
+                    await self.response.write(b": keep-alive\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            bus.unsubscribe(subscription)
+
+    async def catch_up(self, after_id: int) -> None:
+        self.last_sent = max(self.last_sent, after_id)
+        while True:
+            page = await self.ctx.store.events_after(self.last_sent, REPLAY_PAGE)
+            if not page:
+                return
+            await self.send(page, advance_over_hidden=True)
+            if len(page) < REPLAY_PAGE:
+                return
+
+    async def send(self, events: Iterable[Event], advance_over_hidden: bool = False) -> None:
+        chunks = []
+        newest = self.last_sent
+        for event in events:
+            if event.id <= self.last_sent:
+                continue
+            newest = max(newest, event.id)
+            if self.accepts(event):
+                chunks.append(event.frame())
+        if chunks:
+            await self.response.write(b"".join(chunks))
+        if chunks or advance_over_hidden:
+            self.last_sent = newest
+
+
+def resume_point(request: web.Request) -> int | None:
+    raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
+    if raw is None or not raw.strip().isdigit():
+        return None
+    return int(raw.strip())
+
+
+async def open_stream(request: web.Request, ctx: Context, reader: str | None) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    stream = EventStream(ctx, response, reader)
+    ctx.sse_connections += 1
+    try:
+        await stream.run(resume_point(request))
+    finally:
+        ctx.sse_connections -= 1
+    return response

@@ -57,3 +57,27 @@ def runtime_dir() -> Path:
 
 def default_socket_path() -> Path:
     return runtime_dir() / SOCKET_FILENAME
+
+
+def listen_file_candidates(socket_path: Path | None = None) -> list[Path]:
+    """Where a running relayd may have recorded where it listens, most likely first.
+
+    relayd writes listen.json next to its socket. A relayctl run without XDG_RUNTIME_DIR (cron,
+    sudo -u) also looks in the usual per-user runtime dirs, so both sides meet again.
+    """
+    dirs = [socket_path.parent] if socket_path is not None else []
+    dirs.append(runtime_dir())
+    if hasattr(os, "getuid"):
+        dirs.append(Path(f"/run/user/{os.getuid()}") / APP_NAME)
+        dirs.append(Path("/tmp") / f"{APP_NAME}-{os.getuid()}")
+    unique = list(dict.fromkeys(dirs))
+    return [d / LISTEN_FILENAME for d in unique]
+
+
+def lock_file_for(db_path: Path) -> Path:
+    """The single-instance lock next to the database."""
+    return Path(f"{db_path}.lock")
+
+
+def default_log_file() -> Path:
+    return log_dir() / "relayd.log"

@@ -80,6 +80,7 @@ class Settings:
     sse_queue_size: int = 1000
     event_retention: int = 100_000
     log_level: str = "info"
+    log_file: Path | None = None
 
     @property
     def is_loopback(self) -> bool:
@@ -164,6 +165,10 @@ def _optional_str(value: Any) -> str | None:
 
 def _path(value: Any) -> Path:
     return Path(os.path.expanduser(_str(value)))
+
+
+def _optional_path(value: Any) -> Path | None:
+    return _path(value) if _str(value).strip() else None
 
 
 def _host(value: Any) -> str:
@@ -279,6 +284,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("sse_queue_size", _int(10), "AGENT_RELAY_SSE_QUEUE_SIZE"),
     FieldSpec("event_retention", _int(100), "AGENT_RELAY_EVENT_RETENTION"),
     FieldSpec("log_level", _log_level, "AGENT_RELAY_LOG_LEVEL"),
+    FieldSpec("log_file", _optional_path, "AGENT_RELAY_LOG_FILE"),
 )
 FIELD_NAMES = frozenset(spec.name for spec in FIELDS)
 

@@ -6,7 +6,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from relayd.api import agents, events, messages, openapi, stats
+from relayd.api import agents, events, messages, openapi, pairs, stats
 from relayd.auth import auth_middleware
 from relayd.context import CONTEXT, Context, context_of
 from relayd.errors import Handler, error_middleware
@@ -34,6 +34,13 @@ ROUTES: list[Route] = [
     ("GET", "/api/stats", stats.stats),
     ("GET", "/api/health", stats.health),
     ("GET", "/api/openapi.json", openapi.document),
+    ("POST", "/api/pairs", pairs.create),
+    ("GET", "/api/pairs", pairs.list_pairs),
+    ("GET", "/api/pairs/{id}", pairs.get),
+    ("POST", "/api/pairs/{id}/accept", pairs.accept),
+    ("POST", "/api/pairs/{id}/reject", pairs.reject),
+    ("POST", "/api/pairs/{id}/messages", pairs.send_message),
+    ("POST", "/api/pairs/{id}/hangup", pairs.hangup),
 ]
 
 CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"

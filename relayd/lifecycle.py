@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from relayd import __version__
+from relayd import __version__, pairs_service
 from relayd.app import Route, create_app
 from relayd.bus import LocalBus
 from relayd.context import Context
@@ -39,6 +39,7 @@ class Relay:
             bus=LocalBus(settings.sse_queue_size),
         )
         self.reaper = Reaper(self.ctx)
+        pairs_service.install(self)
         self.extra_routes: list[Route] = []
         self.start_hooks: list[Hook] = []  # run after HTTP serves, in order
         self.stop_hooks: list[Hook] = []  # run first at stop, in reverse order

@@ -134,3 +134,42 @@ class PendingEvent:
     type: str
     data: dict[str, Any]
     audience: frozenset[str] | None = None
+
+
+@dataclass
+class Pair:
+    """A pair session between an initiator and its partner (rules in relayd.domain.pairs)."""
+
+    id: int
+    status: str
+    initiator: str
+    partner: str
+    objective: str | None = None
+    created_at: int = 0
+    accepted_at: int | None = None
+    ended_at: int | None = None
+    ended_by: str | None = None
+    reason: str | None = None
+    invite_message_id: int | None = None
+
+    @property
+    def participants(self) -> list[str]:
+        return [self.initiator, self.partner]
+
+    def other(self, agent_id: str) -> str:
+        return self.partner if agent_id == self.initiator else self.initiator
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "initiator": self.initiator,
+            "partner": self.partner,
+            "objective": self.objective,
+            "createdAt": iso(self.created_at),
+            "acceptedAt": iso(self.accepted_at),
+            "endedAt": iso(self.ended_at),
+            "endedBy": self.ended_by,
+            "reason": self.reason,
+            "inviteMessageId": self.invite_message_id,
+        }

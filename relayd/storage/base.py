@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from relayd.domain.models import Agent, Event, Message
+from relayd.domain.models import Agent, Event, Message, Pair
 
 EventSink = Callable[[Sequence[Event]], None]
 
@@ -121,6 +121,36 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def latest_event_id(self) -> int: ...
+
+    # ---- pairs (relayd/storage/sql_pairs.py) ------------------------------------------------
+    @abc.abstractmethod
+    async def create_pair(self, initiator: str, to: str, objective: str | None) -> Pair: ...
+
+    @abc.abstractmethod
+    async def get_pair(self, pair_id: int) -> Pair | None: ...
+
+    @abc.abstractmethod
+    async def list_pairs(
+        self, agent: str | None, statuses: Sequence[str] | None, limit: int
+    ) -> list[Pair]: ...
+
+    @abc.abstractmethod
+    async def pair_action(
+        self, pair_id: int, action: str, agent: str, reason: str | None
+    ) -> Pair: ...
+
+    @abc.abstractmethod
+    async def send_pair_message(
+        self, pair_id: int, sender: str, body: str, idempotency_key: str | None
+    ) -> SendResult: ...
+
+    @abc.abstractmethod
+    async def reap_pairs(self, pending_ttl_ms: int) -> dict[str, list[Pair]]: ...
+
+    @abc.abstractmethod
+    async def pair_counts(self) -> dict[str, int]: ...
+
+    # ---- end pairs ----------------------------------------------------------------------------
 
     # maintenance (the reaper and the control plane)
     @abc.abstractmethod

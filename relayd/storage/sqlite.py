@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from relayd.domain.models import Agent, Event, Message
+from relayd.domain.models import Agent, Event, Message, Pair
 from relayd.errors import ApiError, unavailable
-from relayd.storage import sql_agents, sql_events, sql_messages
+from relayd.storage import sql_agents, sql_events, sql_messages, sql_pairs
 from relayd.storage.base import (
     AgentFilter,
     EventSink,
@@ -303,6 +303,55 @@ class SQLiteStore(Store):
             if candidate.exists():
                 total += candidate.stat().st_size
         return total
+
+    # ---- pairs (relayd/storage/sql_pairs.py) ------------------------------------------------
+
+    async def create_pair(self, initiator: str, to: str, objective: str | None) -> Pair:
+        result: Pair = await self._write(
+            partial(sql_pairs.create, initiator=initiator, to=to, objective=objective)
+        )
+        return result
+
+    async def get_pair(self, pair_id: int) -> Pair | None:
+        return await self._read(partial(sql_pairs.get, pair_id=pair_id))
+
+    async def list_pairs(
+        self, agent: str | None, statuses: Sequence[str] | None, limit: int
+    ) -> list[Pair]:
+        return await self._read(
+            partial(sql_pairs.list_pairs, agent=agent, statuses=statuses, limit=limit)
+        )
+
+    async def pair_action(self, pair_id: int, action: str, agent: str, reason: str | None) -> Pair:
+        result: Pair = await self._write(
+            partial(sql_pairs.act, pair_id=pair_id, action=action, agent=agent, reason=reason)
+        )
+        return result
+
+    async def send_pair_message(
+        self, pair_id: int, sender: str, body: str, idempotency_key: str | None
+    ) -> SendResult:
+        result: SendResult = await self._write(
+            partial(
+                sql_pairs.send_message,
+                pair_id=pair_id,
+                sender=sender,
+                body=body,
+                idempotency_key=idempotency_key,
+            )
+        )
+        return result
+
+    async def reap_pairs(self, pending_ttl_ms: int) -> dict[str, list[Pair]]:
+        result: dict[str, list[Pair]] = await self._write(
+            partial(sql_pairs.reap, pending_ttl_ms=pending_ttl_ms)
+        )
+        return result
+
+    async def pair_counts(self) -> dict[str, int]:
+        return await self._read(sql_pairs.counts)
+
+    # ---- end pairs ----------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------- thread-side helpers

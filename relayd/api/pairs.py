@@ -1,0 +1,110 @@
+"""/api/pairs: pair sessions — invite, accept, reject, talk, hang up, list."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from relayd.api.common import (
+    Body,
+    ok,
+    path_int,
+    query_int,
+    query_text,
+    read_json,
+    requires,
+)
+from relayd.context import context_of
+from relayd.domain.pairs import PAIR_STATUSES
+from relayd.domain.targets import AGENT_ID_RE
+from relayd.errors import invalid, not_found
+
+MAX_LIMIT = 1000
+MAX_OBJECTIVE = 4096
+
+
+@requires("pairs:write")
+async def create(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    initiator = body.required_agent_id("from")
+    to = body.required_text("to", max_len=256)
+    objective = body.text("objective", max_len=MAX_OBJECTIVE)
+    pair = await context_of(request).store.create_pair(initiator, to, objective)
+    return ok(pair.to_json(), 201)
+
+
+@requires("pairs:read")
+async def list_pairs(request: web.Request) -> web.Response:
+    agent = query_text(request, "agent", max_len=128)
+    if agent is not None and not AGENT_ID_RE.match(agent):
+        raise invalid("query parameter 'agent' must be an agent id")
+    limit = query_int(request, "limit", default=100, minimum=1, maximum=MAX_LIMIT) or 100
+    pairs = await context_of(request).store.list_pairs(agent, _statuses(request), limit)
+    return ok({"pairs": [p.to_json() for p in pairs]})
+
+
+def _statuses(request: web.Request) -> list[str] | None:
+    """`?status=pending` or a comma list `?status=pending,active`."""
+    raw = query_text(request, "status", max_len=256)
+    if raw is None or raw == "":
+        return None
+    statuses = [s.strip() for s in raw.split(",")]
+    unknown = [s for s in statuses if s not in PAIR_STATUSES]
+    if unknown:
+        raise invalid(f"query parameter 'status' must be among {', '.join(PAIR_STATUSES)}")
+    return statuses
+
+
+@requires("pairs:read")
+async def get(request: web.Request) -> web.Response:
+    pair_id = path_int(request, "pair")
+    pair = await context_of(request).store.get_pair(pair_id)
+    if pair is None:
+        raise not_found(f"pair {pair_id} does not exist")
+    return ok(pair.to_json())
+
+
+async def _act(request: web.Request, action: str, with_reason: bool) -> web.Response:
+    pair_id = path_int(request, "pair")
+    body = await read_json(request)
+    agent = body.required_agent_id("agent")
+    reason = body.text("reason", max_len=1024) if with_reason else None
+    pair = await context_of(request).store.pair_action(pair_id, action, agent, reason)
+    return ok(pair.to_json())
+
+
+@requires("pairs:write")
+async def accept(request: web.Request) -> web.Response:
+    return await _act(request, "accept", with_reason=False)
+
+
+@requires("pairs:write")
+async def reject(request: web.Request) -> web.Response:
+    return await _act(request, "reject", with_reason=True)
+
+
+@requires("pairs:write")
+async def hangup(request: web.Request) -> web.Response:
+    return await _act(request, "hangup", with_reason=True)
+
+
+@requires("pairs:write")
+async def send_message(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    pair_id = path_int(request, "pair")
+    body = await read_json(request)
+    sender = body.required_agent_id("from")
+    text = _message_body(body, ctx.settings.max_message_bytes)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 128:
+        raise invalid("the Idempotency-Key header must be 1 to 128 characters")
+    result = await ctx.store.send_pair_message(pair_id, sender, text, key)
+    payload = {**result.message.to_json(), "recipients": result.recipients}
+    return ok(payload, 201 if result.created else 200)
+
+
+def _message_body(body: Body, max_bytes: int) -> str:
+    text = body.text("body", required=True, max_len=max_bytes)
+    assert text is not None
+    if len(text.encode("utf-8")) > max_bytes:
+        raise invalid(f"'body' is larger than {max_bytes} bytes")
+    return text

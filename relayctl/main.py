@@ -91,4 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m relayctl.main` runs this file as __main__, a second copy of the module: run
+    # the importable one, so the CliError the commands raise is the class caught in main().
+    from relayctl.main import main as importable_main
+
+    sys.exit(importable_main())

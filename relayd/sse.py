@@ -80,9 +80,10 @@ class EventStream:
 
 def resume_point(request: web.Request) -> int | None:
     raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
-    if raw is None or not raw.strip().isdigit():
+    raw = None if raw is None else raw.strip()
+    if not raw or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return None
-    return int(raw.strip())
+    return int(raw)
 
 
 async def open_stream(request: web.Request, ctx: Context, reader: str | None) -> web.StreamResponse:

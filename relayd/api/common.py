@@ -233,7 +233,7 @@ def query_bool(request: web.Request, name: str) -> bool:
 
 def path_int(request: web.Request, what: str) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) < 1:
         raise ApiError(404, "not_found", f"{what} '{raw}' does not exist")
     return int(raw)
 

@@ -59,9 +59,9 @@ def parse_target(to: str) -> Target:
 def recipients(
     target: Target, agents: Iterable[Agent], sender: str, channel: str | None
 ) -> list[str]:
-    """Agent ids a message reaches: selectors skip the sender and unsubscribed agents."""
+    """Agent ids a message reaches: never the sender; selectors skip unsubscribed agents."""
     if target.is_direct:
-        return [a.id for a in agents if a.id == target.value]
+        return [a.id for a in agents if a.id == target.value and a.id != sender]
     return sorted(
         a.id for a in agents if a.id != sender and target.matches(a) and a.subscribes(channel)
     )

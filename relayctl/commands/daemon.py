@@ -1,0 +1,213 @@
+"""`relayctl daemon …`: run relayd as a user service (systemd, launchd, Windows Task Scheduler).
+
+Every action is planned first; install and uninstall show the plan and act only with --yes or
+after a yes on a terminal, never waiting for input that cannot come.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from relayctl.main import CliError, ExitCode, emit
+from relayctl.service.base import (
+    ACTIONS,
+    InstallOptions,
+    Plan,
+    ServiceError,
+    ServiceManager,
+    default_program,
+    detect,
+    execute,
+)
+
+ACTION_HELP = {
+    "start": "start the service now",
+    "stop": "stop the service",
+    "restart": "restart the service (picks up a new relayd after an upgrade)",
+    "enable": "start the service automatically at login/boot",
+    "disable": "do not start the service automatically",
+}
+PAST_TENSE = {
+    "start": "started",
+    "stop": "stopped",
+    "restart": "restarted",
+    "enable": "enabled",
+    "disable": "disabled",
+}
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    daemon = subparsers.add_parser(
+        "daemon",
+        help="install and control relayd as a user service",
+        description="Install relayd as a user service (systemd user unit, launchd agent, "
+        "Windows logon task) and control it. Set AGENT_RELAY_SERVICE_BACKEND to force one.",
+    )
+    actions = daemon.add_subparsers(dest="daemon_action", metavar="ACTION")
+    actions.required = True
+
+    install = actions.add_parser(
+        "install", parents=[common], help="write the service definition (plan first)",
+        description="Write the service definition for this platform and register it. "
+        "Shows the plan first; acts only with --yes or after confirming on a terminal.",
+    )
+    install.add_argument("--binary", help="relayd executable (default: the one of this install)")
+    install.add_argument("--enable", action="store_true", help="also start it at login/boot")
+    install.add_argument("--start", action="store_true", help="also start it now")
+    _add_plan_flags(install)
+    install.set_defaults(func=cmd_install)
+
+    uninstall = actions.add_parser(
+        "uninstall", parents=[common], help="stop and remove the service definition"
+    )
+    _add_plan_flags(uninstall)
+    uninstall.set_defaults(func=cmd_uninstall)
+
+    for action in ACTIONS:
+        parser = actions.add_parser(action, parents=[common], help=ACTION_HELP[action])
+        parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+        parser.set_defaults(func=cmd_action, action=action)
+
+    status = actions.add_parser(
+        "status", parents=[common], help="the service manager's view (exit 3 when not running)"
+    )
+    status.set_defaults(func=cmd_status)
+
+    logs = actions.add_parser("logs", parents=[common], help="the service's log lines")
+    logs.add_argument("-n", "--lines", type=_positive_int, default=100, help="how many (100)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.set_defaults(func=cmd_logs)
+
+
+def _add_plan_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--yes", "-y", action="store_true", help="act without asking")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+# ----------------------------------------------------------------------------- shared
+
+
+def manager() -> ServiceManager:
+    try:
+        return detect()
+    except ServiceError as exc:
+        raise CliError(str(exc)) from None
+
+
+def confirm(args: argparse.Namespace, what: str) -> None:
+    """Go ahead with --yes or a yes on a terminal; without a terminal, never wait."""
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise CliError(f"not confirmed: pass --yes to {what} (there is no terminal to ask on)")
+    answer = input(f"{what.capitalize()}? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise CliError("cancelled, nothing changed")
+
+
+def show_and_apply(args: argparse.Namespace, plan: Plan, what: str, ask: bool) -> bool:
+    """Show the plan (always when ``ask``); unless --dry-run, confirm if ``ask`` and act."""
+    if args.json and args.dry_run:
+        emit(args, plan.to_json(), "")
+        return False
+    if not args.json and (ask or args.dry_run):
+        print(plan.render(with_contents=args.dry_run), flush=True)
+    if args.dry_run:
+        return False
+    if ask:
+        confirm(args, what)
+    try:
+        execute(plan)
+    except ServiceError as exc:
+        raise CliError(str(exc)) from None
+    return True
+
+
+def service_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """Flags that make the service's relayd use the same config and socket as this relayctl."""
+    extra: list[str] = []
+    config = args.config or os.environ.get("AGENT_RELAY_CONFIG")
+    if config:
+        extra += ["--config", str(Path(config).expanduser().absolute())]
+    if args.socket:
+        extra += ["--socket", str(Path(args.socket).expanduser().absolute())]
+    return tuple(extra)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    backend = manager()
+    try:
+        program = default_program(args.binary) + service_args(args)
+        plan = backend.plan_install(
+            InstallOptions(program=program, enable=args.enable, start=args.start)
+        )
+    except ServiceError as exc:
+        raise CliError(str(exc)) from None
+    if show_and_apply(args, plan, "carry out this plan", ask=True):
+        emit(
+            args,
+            {"installed": True, "backend": backend.name, "unitPath": str(backend.unit_path())},
+            f"Installed {backend.unit_path()}.",
+        )
+    return ExitCode.OK
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    backend = manager()
+    try:
+        plan = backend.plan_uninstall()
+    except ServiceError as exc:
+        raise CliError(str(exc)) from None
+    if show_and_apply(args, plan, "carry out this plan", ask=True):
+        emit(args, {"installed": False, "backend": backend.name}, "Uninstalled.")
+    return ExitCode.OK
+
+
+def cmd_action(args: argparse.Namespace) -> int:
+    backend = manager()
+    try:
+        plan = backend.plan_action(args.action)
+    except ServiceError as exc:
+        raise CliError(str(exc)) from None
+    if show_and_apply(args, plan, args.action, ask=False):
+        emit(
+            args,
+            {"action": args.action, "backend": backend.name, "ok": True},
+            f"agent-relay {PAST_TENSE[args.action]} ({backend.name}).",
+        )
+    return ExitCode.OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    backend = manager()
+    try:
+        status = backend.status()
+    except ServiceError as exc:
+        raise CliError(str(exc)) from None
+    human = status.summary() + (f"\n  {status.detail}" if status.detail else "")
+    emit(args, status.to_json(), human)
+    return ExitCode.OK if status.running else ExitCode.NOT_RUNNING
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    backend = manager()
+    try:
+        return backend.logs(args.lines, args.follow)
+    except ServiceError as exc:
+        raise CliError(str(exc)) from None

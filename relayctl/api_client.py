@@ -1,0 +1,387 @@
+"""A small synchronous client for the relay's HTTP API, and an SSE reader that reconnects.
+
+The relay is found through AGENT_RELAY_URL (the server root, without /api) and
+AGENT_RELAY_TOKEN, else through the local config file (the address relayd listens on and its
+token). http.client is used directly so proxy variables never reroute loopback traffic.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import psutil
+
+from relayctl.main import CliError, ExitCode
+from relayd import paths
+from relayd import settings as relay_settings
+
+DEFAULT_TIMEOUT = 10.0
+SSE_IDLE_TIMEOUT = 45.0  # the relay sends a comment at least every 15 s
+SSE_MAX_RETRIES = 6
+SSE_MAX_BACKOFF = 5.0
+WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
+
+Query = Mapping[str, str | int | bool | None]
+
+
+@dataclass(frozen=True)
+class RelayAddress:
+    url: str  # the server root, no trailing slash, no /api
+    token: str | None
+
+
+def _root_url(host: str, port: int) -> str:
+    if host in WILDCARD_HOSTS:
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return relay_settings.is_loopback_host(host)
+
+
+def _local_settings(config: str | None) -> relay_settings.Settings:
+    try:
+        return relay_settings.load(config=config)
+    except relay_settings.SettingsError as exc:
+        raise CliError(f"{exc}; or set AGENT_RELAY_URL") from None
+
+
+def find_relay(config: str | None = None, env: Mapping[str, str] | None = None) -> RelayAddress:
+    """AGENT_RELAY_URL/AGENT_RELAY_TOKEN, else the local config's address and token.
+
+    With AGENT_RELAY_URL set and no AGENT_RELAY_TOKEN, the local config's token is used only
+    when the URL is a loopback address, so it is never sent to another machine.
+    """
+    env = os.environ if env is None else env
+    token = env.get("AGENT_RELAY_TOKEN", "").strip() or None
+    url = env.get("AGENT_RELAY_URL", "").strip().rstrip("/")
+    if url:
+        if not url.startswith(("http://", "https://")):
+            raise CliError(f"AGENT_RELAY_URL={url} must start with http:// or https://",
+                           ExitCode.USAGE)
+        url = url.removesuffix("/api")
+        if token is None and _is_loopback_url(url):
+            token = _config_token(config)
+        return RelayAddress(url, token)
+    local = _local_settings(config)
+    return RelayAddress(_local_url(local), token or local.token)
+
+
+def _local_url(local: relay_settings.Settings) -> str:
+    """Where the local relayd says it listens (listen.json, if that relayd lives), else the
+    config's address; the record matters when relayd picked its port (PORT=0)."""
+    for path in paths.listen_file_candidates(local.socket_path):
+        record = _read_json_file(path)
+        if record and _alive(record.get("pid")) and isinstance(record.get("port"), int):
+            return _root_url(str(record.get("host") or local.host), record["port"])
+    return _root_url(local.host, local.port)
+
+
+def _read_json_file(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _alive(pid: Any) -> bool:
+    return isinstance(pid, int) and pid > 0 and psutil.pid_exists(pid)
+
+
+def _config_token(config: str | None) -> str | None:
+    try:
+        return relay_settings.load(config=config).token
+    except relay_settings.SettingsError:
+        return None
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+def _is_refused(exc: BaseException) -> bool:
+    return isinstance(exc, ConnectionRefusedError) or (
+        isinstance(exc, OSError) and exc.errno in (111, 61, 10061)
+    )
+
+
+class ApiClient:
+    def __init__(self, address: RelayAddress, timeout: float = DEFAULT_TIMEOUT) -> None:
+        split = urlsplit(address.url)
+        if split.scheme not in ("http", "https") or not split.hostname:
+            raise CliError(f"cannot use relay URL {address.url}", ExitCode.USAGE)
+        self.address = address
+        self.timeout = timeout
+        self._split = split
+        self._prefix = split.path.rstrip("/")
+
+    @property
+    def url(self) -> str:
+        return self.address.url
+
+    def not_running(self) -> CliError:
+        return CliError(
+            f"no relay answers at {self.url}; start it with `relayd` or `relayctl daemon start`",
+            ExitCode.NOT_RUNNING,
+        )
+
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        host, port = self._split.hostname or "", self._split.port
+        if self._split.scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=timeout)
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+
+    def headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "relayctl"}
+        if self.address.token:
+            headers["Authorization"] = f"Bearer {self.address.token}"
+        headers.update(extra or {})
+        return headers
+
+    def path(self, path: str, query: Query | None = None) -> str:
+        pairs = {k: _query_value(v) for k, v in (query or {}).items() if v is not None}
+        return f"{self._prefix}/api{path}" + (f"?{urlencode(pairs)}" if pairs else "")
+
+    def request(self, method: str, path: str, *, query: Query | None = None,
+                body: Any = None, headers: Mapping[str, str] | None = None,
+                timeout: float | None = None) -> Any:
+        """Send one request; the decoded JSON answer (None for 204), or CliError."""
+        payload = None if body is None else json.dumps(body).encode("utf-8")
+        all_headers = self.headers(headers)
+        if payload is not None:
+            all_headers["Content-Type"] = "application/json"
+        conn = self.connection(timeout or self.timeout)
+        try:
+            conn.request(method, self.path(path, query), body=payload, headers=all_headers)
+            response = conn.getresponse()
+            raw = response.read()
+        except TimeoutError:
+            raise CliError(f"the relay at {self.url} did not answer in time") from None
+        except OSError as exc:
+            raise self._connection_error(exc) from None
+        except http.client.HTTPException as exc:
+            raise CliError(f"the relay at {self.url} sent a broken answer ({exc!r})") from None
+        finally:
+            conn.close()
+        return self._decode(response.status, raw, path)
+
+    def get(self, path: str, query: Query | None = None, timeout: float | None = None) -> Any:
+        return self.request("GET", path, query=query, timeout=timeout)
+
+    def post(self, path: str, body: Any, headers: Mapping[str, str] | None = None) -> Any:
+        return self.request("POST", path, body=body, headers=headers)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, body=body)
+
+    def _connection_error(self, exc: OSError) -> CliError:
+        if _is_refused(exc):
+            return self.not_running()
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return CliError(f"cannot reach the relay at {self.url}: {reason}")
+
+    def _decode(self, status: int, raw: bytes, path: str) -> Any:
+        if status == 204 or not raw:
+            if status >= 400:
+                raise CliError(f"the relay answered HTTP {status}")
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise CliError(f"the relay at {self.url} answered HTTP {status} "
+                           "with something that is not JSON") from None
+        if status == 404 and isinstance(data, dict) and data.get("error") == "no such route":
+            raise CliError(f"the relay at {self.url} does not offer /api{path} "
+                           "(an older relay? see `relayctl status`)")
+        if status >= 400:
+            raise api_error(status, data)
+        return data
+
+
+def _query_value(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def api_error(status: int, data: Any) -> CliError:
+    """The server's sentence (and code) as one line; 401 says which variable to check."""
+    if not isinstance(data, dict) or "error" not in data:
+        return CliError(f"the relay answered HTTP {status}")
+    code = data.get("code") or f"HTTP {status}"
+    message = f"{data['error']} ({code})"
+    candidates = data.get("candidates")
+    if isinstance(candidates, list) and candidates:
+        message += "; candidates: " + ", ".join(str(c) for c in candidates)
+    if status == 401:
+        message += "; check AGENT_RELAY_TOKEN"
+    return CliError(message)
+
+
+# ----------------------------------------------------------------------------- SSE
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    id: int | None
+    type: str
+    data: Any
+
+
+class SseParser:
+    """Turns text/event-stream lines into events (the WHATWG rules that matter here)."""
+
+    def __init__(self) -> None:
+        self.last_id: str | None = None
+        self.retry_ms: int | None = None
+        self._type = ""
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> SseEvent | None:
+        line = line.rstrip("\r\n")
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._type = value
+        elif name == "id" and "\0" not in value:
+            self.last_id = value
+        elif name == "retry" and value.isdigit():
+            self.retry_ms = int(value)
+        return None
+
+    def _dispatch(self) -> SseEvent | None:
+        if not self._data:
+            self._type = ""
+            return None
+        text = "\n".join(self._data)
+        event_type = self._type or "message"
+        self._type, self._data = "", []
+        try:
+            data: Any = json.loads(text)
+        except ValueError:
+            data = text
+        last = self.last_id
+        return SseEvent(int(last) if last and last.isdigit() else None, event_type, data)
+
+
+class _Dropped(Exception):
+    """The stream ended or went silent; reconnect with Last-Event-ID."""
+
+
+def stream_events(
+    client: ApiClient,
+    query: Query,
+    *,
+    last_event_id: int | None = None,
+    deadline: float | None = None,
+    on_reconnect: Callable[[int, str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Generator[SseEvent, None, None]:
+    """Events from GET /api/events until the deadline (time.monotonic), reconnecting as needed.
+
+    After a dropped connection it reconnects with Last-Event-ID (so nothing is missed or
+    repeated), backing off up to SSE_MAX_RETRIES attempts in a row before giving up.
+    """
+    parser = SseParser()
+    if last_event_id is not None:
+        parser.last_id = str(last_event_id)
+    failures, ever_connected = 0, False
+    while True:
+        try:
+            for event in _read_stream(client, query, parser, deadline):
+                failures, ever_connected = 0, True  # a later drop starts a fresh series
+                if event is not None:
+                    yield event
+            return  # deadline reached
+        except _Dropped as dropped:
+            reason, refused = str(dropped), False
+        except (OSError, http.client.HTTPException) as exc:
+            refused = _is_refused(exc)
+            if refused and not ever_connected:
+                raise client.not_running() from None
+            reason = "no relay answers" if refused else f"connection failed ({exc!r})"
+        failures += 1
+        if failures > SSE_MAX_RETRIES:
+            code = ExitCode.NOT_RUNNING if refused else ExitCode.FAILURE
+            raise CliError(f"lost the event stream from {client.url}: {reason}", code)
+        delay = _backoff(failures, parser.retry_ms)
+        if deadline is not None and time.monotonic() + delay >= deadline:
+            return
+        if on_reconnect is not None:
+            on_reconnect(failures, reason)
+        sleep(delay)
+
+
+def _backoff(failures: int, retry_ms: int | None) -> float:
+    delay = min(SSE_MAX_BACKOFF, 0.25 * 2 ** (failures - 1))
+    return delay if retry_ms is None else max(delay, retry_ms / 1000)
+
+
+def _read_timeout(deadline: float | None) -> float:
+    if deadline is None:
+        return SSE_IDLE_TIMEOUT
+    return max(0.01, min(SSE_IDLE_TIMEOUT, deadline - time.monotonic()))
+
+
+def _read_stream(client: ApiClient, query: Query, parser: SseParser,
+                 deadline: float | None) -> Iterator[SseEvent | None]:
+    """One connection. Yields None once connected, then events; returns at the deadline."""
+    headers = client.headers({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
+    if parser.last_id:
+        headers["Last-Event-ID"] = parser.last_id
+    conn = client.connection(_read_timeout(deadline))
+    try:
+        conn.request("GET", client.path("/events", query), headers=headers)
+        response = conn.getresponse()
+        if response.status != 200:
+            _raise_for_stream(client, response)
+        yield None
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if conn.sock is not None:
+                conn.sock.settimeout(_read_timeout(deadline))
+            try:
+                line = response.readline()
+            except TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                raise _Dropped("the stream went silent") from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise _Dropped(f"connection lost ({type(exc).__name__})") from None
+            if not line:
+                raise _Dropped("the relay closed the stream")
+            event = parser.feed(line.decode("utf-8", errors="replace"))
+            if event is not None:
+                yield event
+    finally:
+        conn.close()
+
+
+def _raise_for_stream(client: ApiClient, response: http.client.HTTPResponse) -> None:
+    raw = response.read()
+    if response.status == 503:
+        raise _Dropped("the relay is unavailable (503)")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    raise api_error(response.status, data)

@@ -1,0 +1,150 @@
+"""What the agent-side commands share: the API client, the acting agent id, and compact
+one-line renderings of agents, messages, pairs and tasks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from relayctl.api_client import ApiClient, find_relay
+from relayctl.main import CliError
+from relayctl.provider_env import ProviderEnvError, default_agent_id
+
+BODY_PREVIEW = 100
+
+
+def client_for(args: argparse.Namespace, timeout: float | None = None) -> ApiClient:
+    address = find_relay(getattr(args, "config", None))
+    return ApiClient(address) if timeout is None else ApiClient(address, timeout)
+
+
+def acting_agent(explicit: str | None) -> str:
+    """The --from/--for/--agent value, else AGENT_RELAY_AGENT_ID or the provider id."""
+    if explicit:
+        return explicit
+    try:
+        return default_agent_id()
+    except ProviderEnvError as exc:
+        raise CliError(str(exc)) from None
+
+
+def add_agent_option(parser: argparse.ArgumentParser, flag: str, what: str) -> None:
+    parser.add_argument(
+        flag, dest="agent", metavar="AGENT",
+        help=f"{what} (default: AGENT_RELAY_AGENT_ID, else this session's provider id)",
+    )
+
+
+def read_body(text: str) -> str:
+    """BODY as given, or standard input for "-"."""
+    body = sys.stdin.read() if text == "-" else text
+    if not body.strip():
+        raise CliError("the message body is empty")
+    return body
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' must be at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    if text.strip() == "0":
+        return 0
+    return positive_int(text)
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must not be negative")
+    return value
+
+
+def comma_or_many(values: list[str] | None) -> list[str] | None:
+    """Accepts `--tags a,b` and `--tags a b` alike."""
+    if values is None:
+        return None
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def when(stamp: str | None) -> str:
+    """An ISO-8601 UTC stamp as local "YYYY-MM-DD HH:MM:SS"."""
+    if not stamp:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return stamp
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def preview(text: str | None, limit: int = BODY_PREVIEW) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def message_line(message: dict[str, Any]) -> str:
+    marks = []
+    if message.get("read") is False:
+        marks.append("new")
+    if message.get("claimable"):
+        claimer = message.get("claimedBy")
+        marks.append(f"claimed by {claimer}" if claimer else "claimable")
+    if message.get("channel"):
+        marks.append(f"#{message['channel']}")
+    if message.get("replyTo"):
+        marks.append(f"re #{message['replyTo']}")
+    flags = f" [{', '.join(marks)}]" if marks else ""
+    subject = f"{message['subject']}: " if message.get("subject") else ""
+    return (f"#{message['id']} {when(message.get('createdAt'))} "
+            f"{message.get('from')} → {message.get('to')}{flags}  "
+            f"{subject}{preview(message.get('body'))}")
+
+
+def agent_line(agent: dict[str, Any]) -> str:
+    label = f" \"{agent['label']}\"" if agent.get("label") else ""
+    where = "/".join(str(agent[k]) for k in ("machine", "project") if agent.get(k))
+    extras = [f"tags={','.join(agent['tags'])}" if agent.get("tags") else "",
+              f"caps={','.join(agent.get('capabilities') or [])}",
+              f"approval={agent.get('approval')}" if agent.get("approval") != "open" else "",
+              f"seen {when(agent.get('lastSeenAt'))}"]
+    details = "  ".join(e for e in extras if e)
+    return f"{agent['id']}{label} [{agent.get('status')}] {where}  {details}".replace("  ]", "]")
+
+
+def pair_line(pair: dict[str, Any]) -> str:
+    objective = f"  {preview(pair['objective'], 60)}" if pair.get("objective") else ""
+    ended = ""
+    if pair.get("endedBy") or pair.get("reason"):
+        ended = f"  (ended by {pair.get('endedBy') or '-'}: {pair.get('reason') or 'no reason'})"
+    return (f"pair {pair['id']} [{pair.get('status')}] {pair.get('initiator')} ↔ "
+            f"{pair.get('partner')}{objective}{ended}")
+
+
+def task_line(task: dict[str, Any]) -> str:
+    claimer = f" by {task['claimedBy']}" if task.get("claimedBy") else ""
+    progress = f" {task['progress']}" if task.get("progress") not in (None, "") else ""
+    seen = f" x{task['occurrenceCount']}" if (task.get("occurrenceCount") or 1) > 1 else ""
+    severity = f" {task['severity']}" if task.get("severity") else ""
+    return (f"task {task['id']} [{task.get('status')}{claimer}{progress}]{severity} "
+            f"{task.get('source')} → {task.get('target')}{seen}  {preview(task.get('title'), 80)}")
+
+
+def lines(items: list[dict[str, Any]], render: Callable[[dict[str, Any]], str],
+          empty: str) -> str:
+    return "\n".join(render(item) for item in items) if items else empty

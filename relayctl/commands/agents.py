@@ -1,0 +1,126 @@
+"""Agent-side commands about agents: register, label, tags, agents."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+from urllib.parse import quote
+
+from relayctl.commands.agent_side import agent_line, client_for, comma_or_many, lines
+from relayctl.main import CliError, ExitCode, emit
+from relayctl.provider_env import APPROVALS, ProviderEnvError, identity_from_env
+from relayd import __version__
+
+STATUSES = ("online", "busy", "idle", "offline")
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    _register_register(subparsers, common)
+    _register_label(subparsers, common)
+    _register_tags(subparsers, common)
+    _register_agents(subparsers, common)
+
+
+# ----------------------------------------------------------------------------- register
+
+
+def _register_register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    summary = "register this agent (or update it) from the provider environment"
+    parser = subparsers.add_parser(
+        "register", parents=[common], help=summary,
+        description=summary + ". Flags override AGENT_RELAY_* variables, which override the "
+        "chosen profile (AGENT_RELAY_PROFILE). See docs/cli.md.",
+    )
+    parser.add_argument("--id", help="agent id (default: AGENT_RELAY_AGENT_ID, else "
+                        "{hostname}-{project}-{session-hash})")
+    parser.add_argument("--label", help="a human-readable name")
+    parser.add_argument("--tags", nargs="+", metavar="TAG", help="tags (comma or space separated)")
+    parser.add_argument("--caps", nargs="+", metavar="CAP", help="capabilities, e.g. chat,review")
+    parser.add_argument("--channels", nargs="+", metavar="CHANNEL",
+                        help="channels to receive (default: all)")
+    parser.add_argument("--approval", choices=APPROVALS, help="how much it may do unasked")
+    parser.add_argument("--provider", help="the provider's name, e.g. claude-code")
+    parser.set_defaults(func=_register)
+
+
+def _register(args: argparse.Namespace) -> int:
+    try:
+        identity = identity_from_env()
+    except ProviderEnvError as exc:
+        raise CliError(str(exc)) from None
+    body = {**identity.registration(), "version": __version__}
+    flags = {
+        "id": args.id,
+        "label": args.label,
+        "tags": comma_or_many(args.tags),
+        "capabilities": comma_or_many(args.caps),
+        "channels": comma_or_many(args.channels),
+        "approval": args.approval,
+        "provider": args.provider,
+    }
+    body.update({k: v for k, v in flags.items() if v is not None})
+    agent = client_for(args).post("/agents", body)
+    emit(args, agent, f"registered {agent_line(agent)}")
+    return ExitCode.OK
+
+
+# ----------------------------------------------------------------------------- label, tags
+
+
+def _register_label(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    summary = "set an agent's label"
+    parser = subparsers.add_parser("label", parents=[common], help=summary,
+                                   description=summary + ".")
+    parser.add_argument("agent_id", metavar="AGENT")
+    parser.add_argument("label", metavar="LABEL")
+    parser.set_defaults(func=_label)
+
+
+def _label(args: argparse.Namespace) -> int:
+    agent = client_for(args).patch(f"/agents/{_quoted(args.agent_id)}/label",
+                                   {"label": args.label})
+    emit(args, agent, f"labelled {agent_line(agent)}")
+    return ExitCode.OK
+
+
+def _register_tags(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    summary = "replace an agent's tags"
+    parser = subparsers.add_parser("tags", parents=[common], help=summary,
+                                   description=summary + ".")
+    parser.add_argument("agent_id", metavar="AGENT")
+    parser.add_argument("tags", nargs="+", metavar="TAG", help="the new tags (comma or space "
+                        "separated)")
+    parser.set_defaults(func=_tags)
+
+
+def _tags(args: argparse.Namespace) -> int:
+    tags = comma_or_many(args.tags) or []
+    agent = client_for(args).patch(f"/agents/{_quoted(args.agent_id)}", {"tags": tags})
+    emit(args, agent, f"tagged {agent_line(agent)}")
+    return ExitCode.OK
+
+
+def _quoted(agent_id: str) -> str:
+    return quote(agent_id, safe="")
+
+
+# ----------------------------------------------------------------------------- agents
+
+
+def _register_agents(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    summary = "list registered agents"
+    parser = subparsers.add_parser("agents", parents=[common], help=summary,
+                                   description=summary + ".")
+    parser.add_argument("--tag", help="only agents with this tag")
+    parser.add_argument("--machine", help="only agents on this machine")
+    parser.add_argument("--status", choices=STATUSES, help="only agents in this state")
+    parser.add_argument("--capability", help="only agents with this capability")
+    parser.set_defaults(func=_agents)
+
+
+def _agents(args: argparse.Namespace) -> int:
+    query = {"tag": args.tag, "machine": args.machine, "status": args.status,
+             "capability": args.capability}
+    answer = client_for(args).get("/agents", query)
+    emit(args, answer, lines(answer.get("agents", []), agent_line, "no agents"))
+    return ExitCode.OK

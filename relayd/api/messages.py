@@ -60,8 +60,11 @@ async def send(request: web.Request) -> web.Response:
     body = await read_json(request)
     draft = draft_from(body, request, ctx.settings.max_message_bytes)
     result = await ctx.store.send_message(draft)
-    payload = {**result.message.to_json(), "recipients": result.recipients}
-    return ok(payload, 201 if result.created else 200)
+    status = 201 if result.created else 200
+    if result.payload_json is not None:
+        return web.Response(status=status, text=result.payload_json,
+                            content_type="application/json")
+    return ok(result.payload(), status)
 
 
 def _query(request: web.Request) -> tuple[MessageQuery, int]:

@@ -16,11 +16,20 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+_iso_second: tuple[int, str] = (-1, "")
+
+
 def iso(ms: int | None) -> str | None:
+    """ISO-8601 UTC with milliseconds and Z; the per-second prefix is cached (hot path)."""
+    global _iso_second
     if ms is None:
         return None
-    stamp = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    second = ms // 1000
+    cached_second, prefix = _iso_second
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _iso_second = (second, prefix)
+    return f"{prefix}{ms % 1000:03d}Z"
 
 
 @dataclass
@@ -114,6 +123,7 @@ class Event:
     data: dict[str, Any]
     audience: frozenset[str] | None  # None: every agent sees it
     created_at: int = 0
+    data_json: str | None = field(default=None, repr=False, compare=False)
     _frame: bytes | None = field(default=None, repr=False, compare=False)
 
     def visible_to(self, agent_id: str | None) -> bool:
@@ -122,7 +132,7 @@ class Event:
     def frame(self) -> bytes:
         """The SSE frame, encoded once however many streams send it."""
         if self._frame is None:
-            payload = json.dumps(self.data, separators=(",", ":"))
+            payload = self.data_json or json.dumps(self.data, separators=(",", ":"))
             self._frame = f"id: {self.id}\nevent: {self.type}\ndata: {payload}\n\n".encode()
         return self._frame
 

@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from relayd.domain.models import Agent, Event, Message, Pair
+from relayd.domain.tasks import (
+    Delivery,
+    IngressEvent,
+    IngressResult,
+    StatusChange,
+    Task,
+    TaskEvent,
+    TaskQuery,
+)
 
 EventSink = Callable[[Sequence[Event]], None]
 
@@ -45,6 +54,10 @@ class SendResult:
     message: Message
     recipients: list[str]
     created: bool  # False: an Idempotency-Key replay of an earlier send
+    payload_json: str | None = None  # the answer's JSON, when the store already encoded it
+
+    def payload(self) -> dict[str, Any]:
+        return {**self.message.to_json(), "recipients": self.recipients}
 
 
 @dataclass(frozen=True)
@@ -171,3 +184,59 @@ class Store(abc.ABC):
     @property
     @abc.abstractmethod
     def location(self) -> str: ...
+
+    # ---- tasks, integrations, callbacks (storage/sql_tasks.py, sql_callbacks.py) ------------
+    @abc.abstractmethod
+    async def ingest_event(self, event: IngressEvent) -> IngressResult: ...
+
+    @abc.abstractmethod
+    async def get_task(self, task_id: int) -> Task | None: ...
+
+    @abc.abstractmethod
+    async def list_tasks(self, query: TaskQuery) -> list[Task]: ...
+
+    @abc.abstractmethod
+    async def task_events(self, task_id: int) -> list[TaskEvent] | None: ...
+
+    @abc.abstractmethod
+    async def claim_task(self, task_id: int, agent_id: str) -> Task: ...
+
+    @abc.abstractmethod
+    async def change_task_status(self, task_id: int, change: StatusChange) -> Task: ...
+
+    @abc.abstractmethod
+    async def expire_task_leases(self, silent_before_ms: int) -> list[Task]: ...
+
+    @abc.abstractmethod
+    async def task_stats(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    async def integrations_seen(self) -> dict[str, dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    async def channel_usage(self) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    async def due_callbacks(self, now_ms: int, limit: int) -> list[Delivery]: ...
+
+    @abc.abstractmethod
+    async def next_callback_due_at(self, after_ms: int) -> int | None: ...
+
+    @abc.abstractmethod
+    async def resume_callbacks(self) -> int: ...
+
+    @abc.abstractmethod
+    async def callback_delivered(self, row_id: int, http_status: int) -> None: ...
+
+    @abc.abstractmethod
+    async def callback_failed(
+        self, row_id: int, error: str, http_status: int | None, max_attempts: int, retry_at: int
+    ) -> str: ...
+
+    @abc.abstractmethod
+    async def callback_summary(self) -> dict[str, dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    async def prune_callbacks(self, delivered_before_ms: int) -> int: ...
+
+    # ---- end tasks ----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def row_to_message(row: sqlite3.Row, reader: str | None = None) -> Message:
         subject=row["subject"],
         channel=row["channel"],
         reply_to=row["reply_to"],
-        thread_id=row["thread_id"],
+        thread_id=row["thread_id"] or row["id"],
         claimable=bool(row["claimable"]),
         claimed_by=row["claimed_by"],
         claimed_at=row["claimed_at"],
@@ -64,11 +64,11 @@ def send(tx: Tx, draft: MessageDraft, task_id: int | None = None) -> SendResult:
     target = parse_target(draft.to)
     thread_id = _thread_of_parent(tx, draft.reply_to)
     if target.is_direct:
-        agents = [sql_agents.require(tx, target.value)]
+        delivered = [a for a in _direct_recipient(tx, target.value) if a != draft.sender]
     else:
-        agents = sql_agents.all_agents(tx)
-    delivered = recipients(target, agents, draft.sender, draft.channel)
-    message_id = _insert(tx, draft, thread_id, task_id)
+        delivered = recipients(target, sql_agents.all_agents(tx), draft.sender, draft.channel)
+    message = _insert(tx, draft, thread_id, task_id)
+    message_id = message.id
     tx.run_many(
         "INSERT INTO deliveries (agent_id, message_id) VALUES (?, ?)",
         [(agent_id, message_id) for agent_id in delivered],
@@ -79,9 +79,14 @@ def send(tx: Tx, draft: MessageDraft, task_id: int | None = None) -> SendResult:
             " VALUES ('message', ?, ?, ?, ?)",
             (draft.sender, draft.idempotency_key, message_id, tx.now),
         )
-    message = require(tx, message_id)
-    tx.emit("message.new", {**message.to_json(), "recipients": delivered}, delivered)
-    return SendResult(message, delivered, created=True)
+    event = tx.emit("message.new", {**message.to_json(), "recipients": delivered}, delivered)
+    return SendResult(message, delivered, created=True, payload_json=event.data_json)
+
+
+def _direct_recipient(tx: Tx, agent_id: str) -> list[str]:
+    if tx.scalar("SELECT 1 FROM agents WHERE id = ?", (agent_id,)) is None:
+        raise not_found(f"agent '{agent_id}' is not registered")
+    return [agent_id]
 
 
 def _replay(tx: Tx, scope: str, sender: str, key: str) -> Message | None:
@@ -102,7 +107,10 @@ def _thread_of_parent(tx: Tx, reply_to: int | None) -> int | None:
     return int(row["thread_id"] or row["id"])
 
 
-def _insert(tx: Tx, draft: MessageDraft, thread_id: int | None, task_id: int | None) -> int:
+def _insert(
+    tx: Tx, draft: MessageDraft, thread_id: int | None, task_id: int | None
+) -> Message:
+    """Store a message; a thread root keeps thread_id NULL and reads back as its own id."""
     cursor = tx.run(
         """INSERT INTO messages (sender, target, subject, body, channel, reply_to, thread_id,
                claimable, created_at, meta, task_id)
@@ -122,9 +130,20 @@ def _insert(tx: Tx, draft: MessageDraft, thread_id: int | None, task_id: int | N
         ),
     )
     message_id = int(cursor.lastrowid or 0)
-    if thread_id is None:
-        tx.run("UPDATE messages SET thread_id = id WHERE id = ?", (message_id,))
-    return message_id
+    return Message(
+        id=message_id,
+        sender=draft.sender,
+        to=draft.to,
+        body=draft.body,
+        subject=draft.subject,
+        channel=draft.channel,
+        reply_to=draft.reply_to,
+        thread_id=thread_id or message_id,
+        claimable=draft.claimable,
+        created_at=tx.now,
+        meta=draft.meta,
+        task_id=task_id,
+    )
 
 
 def list_messages(tx: Tx, query: MessageQuery) -> list[Message]:
@@ -142,11 +161,13 @@ def list_messages(tx: Tx, query: MessageQuery) -> list[Message]:
         ("m.id >", query.since),
         ("m.channel =", query.channel),
         ("m.sender =", query.sender),
-        ("m.thread_id =", query.thread),
     ):
         if value is not None:
             clauses.append(f"{column} ?")
             params.append(value)
+    if query.thread is not None:
+        clauses.append("(m.thread_id = ? OR m.id = ?)")
+        params.extend((query.thread, query.thread))
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     order = "DESC" if query.descending else "ASC"
     sql = f"SELECT {columns} FROM {source} {where} ORDER BY m.id {order} LIMIT ?"
@@ -164,7 +185,9 @@ def thread(tx: Tx, message_id: int) -> list[Message] | None:
     if message is None:
         return None
     root = message.thread_id or message.id
-    rows = tx.all("SELECT * FROM messages WHERE thread_id = ? ORDER BY id", (root,))
+    rows = tx.all(
+        "SELECT * FROM messages WHERE thread_id = ? OR id = ? ORDER BY id", (root, root)
+    )
     return [row_to_message(r) for r in rows]
 
 
@@ -173,22 +196,26 @@ def claim(tx: Tx, message_id: int, agent_id: str) -> Message:
     message = require(tx, message_id)
     if not message.claimable:
         raise conflict("invalid_state", f"message {message_id} is not claimable")
+    if message.claimed_by is not None and message.claimed_by == agent_id:
+        return message
+    audience = recipients_of(tx, message_id)
+    if agent_id not in audience:
+        raise forbidden(f"agent '{agent_id}' is not a recipient of message {message_id}")
     if message.claimed_by is not None:
-        if message.claimed_by == agent_id:
-            return message
         raise conflict(
             "already_claimed",
             f"message {message_id} is already claimed by '{message.claimed_by}'",
             claimedBy=message.claimed_by,
         )
-    audience = recipients_of(tx, message_id)
-    if agent_id not in audience:
-        raise forbidden(f"agent '{agent_id}' is not a recipient of message {message_id}")
     tx.run(
         "UPDATE messages SET claimed_by = ?, claimed_at = ? WHERE id = ? AND claimed_by IS NULL",
         (agent_id, tx.now, message_id),
     )
     message.claimed_by, message.claimed_at = agent_id, tx.now
+    if message.task_id is not None:  # the task's claim is this claim (one winner for both)
+        from relayd.storage import sql_tasks  # late import: sql_tasks sends through us
+
+        sql_tasks.after_message_claim(tx, message.task_id, agent_id)
     tx.emit("message.claimed", {"id": message_id, "claimedBy": agent_id}, audience)
     return message
 
@@ -238,4 +265,7 @@ def prune(tx: Tx, created_before_ms: int) -> int:
 
 def retention_exempt_sql() -> str:
     """SQL condition true for messages retention may delete (tasks add their rule here)."""
-    return "task_id IS NULL"
+    return (
+        "(task_id IS NULL OR NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = messages.task_id"
+        " AND t.status NOT IN ('done', 'failed', 'cancelled')))"
+    )

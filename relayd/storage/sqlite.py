@@ -20,8 +20,17 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from relayd.domain.models import Agent, Event, Message, Pair
+from relayd.domain.tasks import (
+    Delivery,
+    IngressEvent,
+    IngressResult,
+    StatusChange,
+    Task,
+    TaskEvent,
+    TaskQuery,
+)
 from relayd.errors import ApiError, unavailable
-from relayd.storage import sql_agents, sql_events, sql_messages, sql_pairs
+from relayd.storage import sql_agents, sql_callbacks, sql_events, sql_messages, sql_pairs, sql_tasks
 from relayd.storage.base import (
     AgentFilter,
     EventSink,
@@ -353,6 +362,87 @@ class SQLiteStore(Store):
 
     # ---- end pairs ----------------------------------------------------------------------------
 
+    # ---- tasks, integrations, callbacks (sql_tasks.py, sql_callbacks.py) --------------------
+
+    async def ingest_event(self, event: IngressEvent) -> IngressResult:
+        result: IngressResult = await self._write(partial(sql_tasks.ingest, event=event))
+        return result
+
+    async def get_task(self, task_id: int) -> Task | None:
+        return await self._read(partial(sql_tasks.get, task_id=task_id))
+
+    async def list_tasks(self, query: TaskQuery) -> list[Task]:
+        return await self._read(partial(sql_tasks.list_tasks, query=query))
+
+    async def task_events(self, task_id: int) -> list[TaskEvent] | None:
+        return await self._read(partial(sql_tasks.events, task_id=task_id))
+
+    async def claim_task(self, task_id: int, agent_id: str) -> Task:
+        result: Task = await self._write(
+            partial(sql_tasks.claim, task_id=task_id, agent_id=agent_id)
+        )
+        return result
+
+    async def change_task_status(self, task_id: int, change: StatusChange) -> Task:
+        result: Task = await self._write(
+            partial(sql_tasks.change_status, task_id=task_id, change=change)
+        )
+        return result
+
+    async def expire_task_leases(self, silent_before_ms: int) -> list[Task]:
+        result: list[Task] = await self._write(
+            partial(sql_tasks.expire_leases, silent_before_ms=silent_before_ms)
+        )
+        return result
+
+    async def task_stats(self) -> dict[str, Any]:
+        return await self._read(sql_tasks.stats)
+
+    async def integrations_seen(self) -> dict[str, dict[str, Any]]:
+        return await self._read(sql_tasks.integrations_seen)
+
+    async def channel_usage(self) -> list[dict[str, Any]]:
+        return await self._read(sql_tasks.channel_usage)
+
+    async def due_callbacks(self, now_ms: int, limit: int) -> list[Delivery]:
+        return await self._read(partial(sql_callbacks.due, now=now_ms, limit=limit))
+
+    async def next_callback_due_at(self, after_ms: int) -> int | None:
+        return await self._read(partial(sql_callbacks.next_due_at, after=after_ms))
+
+    async def resume_callbacks(self) -> int:
+        return int(await self._write(sql_callbacks.resume))
+
+    async def callback_delivered(self, row_id: int, http_status: int) -> None:
+        await self._write(
+            partial(sql_callbacks.delivered, row_id=row_id, http_status=http_status)
+        )
+
+    async def callback_failed(
+        self, row_id: int, error: str, http_status: int | None, max_attempts: int, retry_at: int
+    ) -> str:
+        return str(
+            await self._write(
+                partial(
+                    sql_callbacks.failed,
+                    row_id=row_id,
+                    error=error,
+                    http_status=http_status,
+                    max_attempts=max_attempts,
+                    retry_at=retry_at,
+                )
+            )
+        )
+
+    async def callback_summary(self) -> dict[str, dict[str, Any]]:
+        return await self._read(sql_callbacks.summary)
+
+    async def prune_callbacks(self, delivered_before_ms: int) -> int:
+        return int(
+            await self._write(partial(sql_callbacks.prune_delivered, before_ms=delivered_before_ms))
+        )
+
+    # ---- end tasks ----------------------------------------------------------------------------
 
 # ---------------------------------------------------------------------- thread-side helpers
 

@@ -44,11 +44,12 @@ class Tx:
     ) -> Event:
         members = None if audience is None else frozenset(audience)
         stored_audience = None if members is None else dumps(sorted(members))
+        text = dumps(data)
         cursor = self.db.execute(
             "INSERT INTO events (type, data, audience, created_at) VALUES (?, ?, ?, ?)",
-            (type_, dumps(data), stored_audience, self.now),
+            (type_, text, stored_audience, self.now),
         )
-        event = Event(int(cursor.lastrowid or 0), type_, data, members, self.now)
+        event = Event(int(cursor.lastrowid or 0), type_, data, members, self.now, text)
         self.events.append(event)
         return event
 

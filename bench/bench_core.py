@@ -239,16 +239,26 @@ async def run(args: argparse.Namespace) -> None:
         loadgen = "wrk" if shutil.which("wrk") else "aiohttp loadgen"
         print(f"# load generator: {loadgen}; {CONCURRENCY} concurrent senders; "
               f"{args.seconds}s per phase; cpus={os.cpu_count()}")
-        base_rate, base_note = throughput(bare.url, args.seconds, tmp)
-        relay_rate, relay_note = throughput(relayd.url, args.seconds, tmp)
-        print(f"send throughput  bare={base_rate:,.0f}/s ({base_note})  "
-              f"relayd={relay_rate:,.0f}/s ({relay_note})  ratio={relay_rate / base_rate:.2f}"
-              "  [target >= 0.6]")
-        base_sse = await sse_latency(bare, args.streams, args.events)
-        relay_sse = await sse_latency(relayd, args.streams, args.events)
-        print(f"sse latency ({args.streams} streams, {args.events} events)  "
-              f"bare p50={base_sse['p50_ms']:.1f}ms p99={base_sse['p99_ms']:.1f}ms  "
-              f"relayd p50={relay_sse['p50_ms']:.1f}ms p99={relay_sse['p99_ms']:.1f}ms  "
+        base_rates, relay_rates = [], []
+        for _ in range(args.rounds):  # alternate, so drift on a noisy machine hits both
+            base_rates.append(throughput(bare.url, args.seconds, tmp))
+            relay_rates.append(throughput(relayd.url, args.seconds, tmp))
+        base_rate = statistics.median(r for r, _ in base_rates)
+        relay_rate = statistics.median(r for r, _ in relay_rates)
+        print(f"send throughput (median of {args.rounds})  bare={base_rate:,.0f}/s  "
+              f"relayd={relay_rate:,.0f}/s  ratio={relay_rate / base_rate:.2f}  [target >= 0.6]"
+              f"  rounds bare={[round(r) for r, _ in base_rates]} "
+              f"relayd={[round(r) for r, _ in relay_rates]} ({relay_rates[-1][1]})")
+        base_runs, relay_runs = [], []
+        for _ in range(args.rounds):
+            base_runs.append(await sse_latency(bare, args.streams, args.events))
+            relay_runs.append(await sse_latency(relayd, args.streams, args.events))
+        base_sse = {k: statistics.median(r[k] for r in base_runs) for k in base_runs[0]}
+        relay_sse = {k: statistics.median(r[k] for r in relay_runs) for k in relay_runs[0]}
+        print(f"sse latency ({args.streams} streams, {args.events} events, median of "
+              f"{args.rounds})  bare p50={base_sse['p50_ms']:.1f}ms p99={base_sse['p99_ms']:.1f}ms"
+              f"  relayd p50={relay_sse['p50_ms']:.1f}ms p99={relay_sse['p99_ms']:.1f}ms  "
+              f"p50 ratio={relay_sse['p50_ms'] / base_sse['p50_ms']:.2f}  "
               f"p99 ratio={relay_sse['p99_ms'] / base_sse['p99_ms']:.2f}  [target <= 1.5]")
         claim = await claims(relayd.url, args.claim_messages)
         print(f"claims  {claim['claims_per_s']:,.0f} claim requests/s with {RACERS} racers "
@@ -268,6 +278,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--events", type=int, default=40)
     parser.add_argument("--claim-messages", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
     asyncio.run(run(parser.parse_args()))
 
 

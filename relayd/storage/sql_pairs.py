@@ -48,9 +48,7 @@ def require(tx: Tx, pair_id: int) -> Pair:
     return pair
 
 
-def list_pairs(
-    tx: Tx, agent: str | None, statuses: Sequence[str] | None, limit: int
-) -> list[Pair]:
+def list_pairs(tx: Tx, agent: str | None, statuses: Sequence[str] | None, limit: int) -> list[Pair]:
     clauses: list[str] = []
     params: list[Any] = []
     if agent is not None:

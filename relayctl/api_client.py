@@ -293,12 +293,14 @@ def stream_events(
     last_event_id: int | None = None,
     deadline: float | None = None,
     on_reconnect: Callable[[int, str], None] | None = None,
+    on_connect: Callable[[bool], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Generator[SseEvent, None, None]:
     """Events from GET /api/events until the deadline (time.monotonic), reconnecting as needed.
 
     After a dropped connection it reconnects with Last-Event-ID (so nothing is missed or
     repeated), backing off up to SSE_MAX_RETRIES attempts in a row before giving up.
+    on_connect(reconnected) is called each time the stream is open.
     """
     parser = SseParser()
     if last_event_id is not None:
@@ -307,9 +309,12 @@ def stream_events(
     while True:
         try:
             for event in _read_stream(client, query, parser, deadline):
-                failures, ever_connected = 0, True  # a later drop starts a fresh series
                 if event is not None:
                     yield event
+                    continue
+                if on_connect is not None:
+                    on_connect(ever_connected)
+                failures, ever_connected = 0, True  # a later drop starts a fresh series
             return  # deadline reached
         except _Dropped as dropped:
             reason, refused = str(dropped), False

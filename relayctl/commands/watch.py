@@ -48,8 +48,15 @@ def _watch(args: argparse.Namespace) -> int:
     query = {} if args.all else {"for": acting_agent(args.agent)}
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     printed = 0
-    events = stream_events(client_for(args), query, last_event_id=args.since_id,
-                           deadline=deadline, on_reconnect=_say_reconnecting)
+    client = client_for(args)
+    whose = "every agent" if args.all else query["for"]
+
+    def say_connected(reconnected: bool) -> None:
+        verb = "reconnected" if reconnected else "watching events"
+        print(f"relayctl: {verb} for {whose} at {client.url}", file=sys.stderr, flush=True)
+
+    events = stream_events(client, query, last_event_id=args.since_id, deadline=deadline,
+                           on_reconnect=_say_reconnecting, on_connect=say_connected)
     try:
         for event in events:
             if not _wanted(event, args.types):

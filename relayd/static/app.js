@@ -499,12 +499,12 @@
   function agentRow(agent) {
     const row = el("tr", agent.status === "offline" ? "is-offline" : "");
     row.dataset.agent = agent.id;
-    row.append(cell(agent.id, "id"), cell(agent.label), cell(agent.machine), cell(agent.project));
     const status = el("td");
     status.appendChild(statusBadge(agent.status));
     const seen = cell(ago(agent.lastSeenAt));
     seen.title = agent.lastSeenAt || "";
-    row.append(status, chips(agent.tags), chips(agent.capabilities), seen);
+    row.append(cell(agent.id, "id"), status, cell(agent.label), cell(agent.machine),
+      cell(agent.project), chips(agent.tags), chips(agent.capabilities), seen);
     return row;
   }
 

@@ -145,7 +145,7 @@ class Page:
             raise RuntimeError(f"page error in {expression!r}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    async def wait_for(self, expression: str, timeout: float = 5.0) -> None:
+    async def wait_for(self, expression: str, timeout: float = 10.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             if await self.evaluate(f"Boolean({expression})"):
@@ -220,7 +220,9 @@ async def save_screenshot(page: Page) -> None:
 
 
 @contextlib.asynccontextmanager
-async def api_client(relay: Relay, token: str | None = None) -> AsyncIterator[aiohttp.ClientSession]:
+async def api_client(
+    relay: Relay, token: str | None = None
+) -> AsyncIterator[aiohttp.ClientSession]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with aiohttp.ClientSession(base_url=relay.url, headers=headers) as session:
         yield session
@@ -280,7 +282,8 @@ async def test_token_prompt_then_live_updates_without_token_in_urls(
                            "body": "<b>live hello</b>", "claimable": True})
         await page.wait_for(agent_row("reviewer-2"))
         await page.wait_for(feed_contains("<b>live hello</b>"))
-        assert await page.evaluate("document.querySelectorAll('#messages b, #messages i').length") == 0
+        markup = "document.querySelectorAll('#messages b, #messages i').length"
+        assert await page.evaluate(markup) == 0  # shown as text, never parsed as HTML
         assert len(page.requests_to("/api/agents")) == 1
         await page.wait_for("document.getElementById('counts').textContent.startsWith('2/2')")
         await save_screenshot(page)
@@ -322,7 +325,7 @@ async def test_without_token_loads_data_and_resumes_after_a_drop(
         restarted: Relay = await relay_factory(port=port)
         async with api_client(restarted) as api:
             await register(api, "late-2")
-        await page.wait_for(agent_row("late-2"), timeout=8)
+        await page.wait_for(agent_row("late-2"), timeout=15)
         resumed = [header(r, "Last-Event-ID") for r in page.requests_to("/api/events")]
         assert resumed[0] is None and int(resumed[-1] or 0) > 0
         assert len(page.requests_to("/api/agents")) == 1  # replayed, not reloaded
@@ -362,4 +365,10 @@ async def test_compose_box_sends_a_claimable_message(
                             json={"agent": "target-1"}) as response:
             assert response.status == 200
         await page.wait_for(feed_contains("claimed by target-1"))
+
+        await register(api, "peer-1")
+        async with api.post("/api/pairs", json={"from": "target-1", "to": "id:peer-1",
+                                                "objective": "pair on #42"}) as response:
+            assert response.status == 201, await response.text()
+        await page.wait_for("document.getElementById('pairs').textContent.includes('pair on #42')")
         assert page.errors == []

@@ -28,8 +28,16 @@ async def create(request: web.Request) -> web.Response:
     initiator = body.required_agent_id("from")
     to = body.required_text("to", max_len=256)
     objective = body.text("objective", max_len=MAX_OBJECTIVE)
-    pair = await context_of(request).store.create_pair(initiator, to, objective)
-    return ok(pair.to_json(), 201)
+    key = _idempotency_key(request)
+    pair, created = await context_of(request).store.create_pair(initiator, to, objective, key)
+    return ok(pair.to_json(), 201 if created else 200)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 128:
+        raise invalid("the Idempotency-Key header must be 1 to 128 characters")
+    return key
 
 
 @requires("pairs:read")
@@ -94,10 +102,7 @@ async def send_message(request: web.Request) -> web.Response:
     body = await read_json(request)
     sender = body.required_agent_id("from")
     text = _message_body(body, ctx.settings.max_message_bytes)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 128:
-        raise invalid("the Idempotency-Key header must be 1 to 128 characters")
-    result = await ctx.store.send_pair_message(pair_id, sender, text, key)
+    result = await ctx.store.send_pair_message(pair_id, sender, text, _idempotency_key(request))
     payload = {**result.message.to_json(), "recipients": result.recipients}
     return ok(payload, 201 if result.created else 200)
 

@@ -137,7 +137,9 @@ class Store(abc.ABC):
 
     # ---- pairs (relayd/storage/sql_pairs.py) ------------------------------------------------
     @abc.abstractmethod
-    async def create_pair(self, initiator: str, to: str, objective: str | None) -> Pair: ...
+    async def create_pair(
+        self, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None
+    ) -> tuple[Pair, bool]: ...
 
     @abc.abstractmethod
     async def get_pair(self, pair_id: int) -> Pair | None: ...

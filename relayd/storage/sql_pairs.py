@@ -71,7 +71,14 @@ def counts(tx: Tx) -> dict[str, int]:
 # --------------------------------------------------------------------------- create
 
 
-def create(tx: Tx, initiator: str, to: str, objective: str | None) -> Pair:
+def create(
+    tx: Tx, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None
+) -> tuple[Pair, bool]:
+    """The new pending pair and True; or, for a repeated Idempotency-Key, the original and False."""
+    if idempotency_key is not None:
+        original = _replayed_pair(tx, initiator, idempotency_key)
+        if original is not None:
+            return original, False
     sql_agents.require(tx, initiator)
     partner = _resolve_partner(tx, initiator, to)
     for agent_id in (initiator, partner):
@@ -84,7 +91,22 @@ def create(tx: Tx, initiator: str, to: str, objective: str | None) -> Pair:
     pair_id = int(cursor.lastrowid or 0)
     invite = sql_messages.send(tx, _invite(pair_id, initiator, partner, objective))
     tx.run("UPDATE pairs SET invite_message_id = ? WHERE id = ?", (invite.message.id, pair_id))
-    return _announce(tx, pair_id)
+    if idempotency_key is not None:
+        tx.run(
+            "INSERT OR REPLACE INTO idempotency_keys (scope, sender, key, ref_id, created_at)"
+            " VALUES ('pair', ?, ?, ?, ?)",
+            (initiator, idempotency_key, pair_id, tx.now),
+        )
+    return _announce(tx, pair_id), True
+
+
+def _replayed_pair(tx: Tx, initiator: str, key: str) -> Pair | None:
+    ref = tx.scalar(
+        "SELECT ref_id FROM idempotency_keys WHERE scope = 'pair' AND sender = ? AND key = ?"
+        " AND created_at > ?",
+        (initiator, key, tx.now - sql_messages.IDEMPOTENCY_WINDOW_MS),
+    )
+    return None if ref is None else get(tx, int(ref))
 
 
 def _resolve_partner(tx: Tx, initiator: str, to: str) -> str:

@@ -315,9 +315,17 @@ class SQLiteStore(Store):
 
     # ---- pairs (relayd/storage/sql_pairs.py) ------------------------------------------------
 
-    async def create_pair(self, initiator: str, to: str, objective: str | None) -> Pair:
-        result: Pair = await self._write(
-            partial(sql_pairs.create, initiator=initiator, to=to, objective=objective)
+    async def create_pair(
+        self, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None
+    ) -> tuple[Pair, bool]:
+        result: tuple[Pair, bool] = await self._write(
+            partial(
+                sql_pairs.create,
+                initiator=initiator,
+                to=to,
+                objective=objective,
+                idempotency_key=idempotency_key,
+            )
         )
         return result
 

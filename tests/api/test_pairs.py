@@ -81,6 +81,21 @@ async def test_objective_is_optional(http: aiohttp.ClientSession) -> None:
     assert pair["objective"] is None
 
 
+async def test_invite_retry_with_idempotency_key(http: aiohttp.ClientSession) -> None:
+    await register(http, "alice")
+    await register(http, "bob")
+    headers = {"Idempotency-Key": "invite-1"}
+    body = {"from": "alice", "to": "bob"}
+    first = await call(http, "POST", "/api/pairs", 201, json=body, headers=headers)
+    again = await call(http, "POST", "/api/pairs", 200, json=body, headers=headers)
+    assert again == first
+    assert len(await inbox(http, "bob")) == 1  # one invite
+    other_key = await call(
+        http, "POST", "/api/pairs", 409, json=body, headers={"Idempotency-Key": "invite-2"}
+    )
+    assert other_key["code"] == "busy"
+
+
 # --------------------------------------------------------------------------- state machine
 
 ROLES = ("initiator", "partner", "outsider")

@@ -310,7 +310,8 @@
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
-      buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+      // normalised as a whole so a CR LF split across two chunks still counts once
+      buffer = (buffer + decoder.decode(value, { stream: true })).replace(/\r\n/g, "\n");
       let cut = buffer.indexOf("\n\n");
       while (cut >= 0) {
         parseBlock(buffer.slice(0, cut), session);
@@ -341,14 +342,17 @@
       await sleep(delay, signal);
       delay = Math.min(delay * 2, MAX_RECONNECT_DELAY_MS);
       if (signal.aborted) return;
+      let next = null;
       try {
         const resumable = session.lastEventId !== null;
-        response = await openStream(session);
+        next = await openStream(session);
         // without an event id to resume from, only a fresh snapshot closes the gap
         if (resumable) refreshStatsSoon();
         else await resync(session);
+        response = next;
       } catch (error) {
-        if (error instanceof Unauthorized) return askForToken(true);
+        if (next) next.body.cancel().catch(() => {});
+        if (error instanceof Unauthorized) return askForToken(Boolean(state.token));
         response = null;
       }
     }
@@ -455,7 +459,7 @@
       $("compose-body").value = "";
       $("compose-subject").value = "";
     } catch (error) {
-      if (error instanceof Unauthorized) return askForToken(true);
+      if (error instanceof Unauthorized) return askForToken(Boolean(state.token));
       result.className = "result bad";
       result.textContent = error.message;
     }

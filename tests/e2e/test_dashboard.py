@@ -272,6 +272,10 @@ async def test_token_prompt_then_live_updates_without_token_in_urls(
         await page.wait_for("!document.getElementById('token-panel').hidden")
         assert await page.evaluate("document.getElementById('main').hidden") is True
 
+        await submit_token(page, "not-the-token")
+        await page.wait_for(
+            "document.getElementById('token-note').textContent.includes('not accepted')"
+        )
         await submit_token(page, TOKEN)
         await page.wait_for(agent_row("builder-1"))
         assert "Builder" in await page.evaluate(agent_row("builder-1") + ".textContent")
@@ -289,12 +293,15 @@ async def test_token_prompt_then_live_updates_without_token_in_urls(
         await save_screenshot(page)
 
         assert TOKEN not in await page.evaluate("location.href")
+        assert await page.evaluate("[document.cookie, localStorage.length]") == ["", 0]
         assert page.requests_to("/api/events"), page.urls()
-        assert not [url for url in page.urls() if TOKEN in url]
+        assert not [url for url in page.urls() if TOKEN in url or "not-the-token" in url]
         api_requests = [r for r in page.requests if "/api/" in r["url"]]
-        # the first call, before the prompt, went without; every later one in the header
-        assert header(api_requests[0], "Authorization") is None
-        assert all(header(r, "Authorization") == f"Bearer {TOKEN}" for r in api_requests[1:])
+        # before the prompt no token, then the wrong one, then only the right one, in the header
+        tokens = [header(r, "Authorization") for r in api_requests]
+        assert tokens[0] is None and tokens[1] == "Bearer not-the-token"
+        assert tokens[-1] == f"Bearer {TOKEN}"
+        assert set(tokens) == {None, "Bearer not-the-token", f"Bearer {TOKEN}"}
         assert page.errors == []
 
 

@@ -38,6 +38,11 @@ def add_agent_option(parser: argparse.ArgumentParser, flag: str, what: str) -> N
     )
 
 
+def sentence(summary: str) -> str:
+    """A --help one-liner as the start of a description: capitalised."""
+    return summary[:1].upper() + summary[1:]
+
+
 def read_body(text: str) -> str:
     """BODY as given, or standard input for "-"."""
     body = sys.stdin.read() if text == "-" else text
@@ -117,14 +122,16 @@ def message_line(message: dict[str, Any]) -> str:
 
 
 def agent_line(agent: dict[str, Any]) -> str:
-    label = f" \"{agent['label']}\"" if agent.get("label") else ""
+    label = f' "{agent["label"]}"' if agent.get("label") else ""
     where = "/".join(str(agent[k]) for k in ("machine", "project") if agent.get(k))
-    extras = [f"tags={','.join(agent['tags'])}" if agent.get("tags") else "",
-              f"caps={','.join(agent.get('capabilities') or [])}",
-              f"approval={agent.get('approval')}" if agent.get("approval") != "open" else "",
-              f"seen {when(agent.get('lastSeenAt'))}"]
-    details = "  ".join(e for e in extras if e)
-    return f"{agent['id']}{label} [{agent.get('status')}] {where}  {details}".replace("  ]", "]")
+    details = [
+        where,
+        f"tags={','.join(agent['tags'])}" if agent.get("tags") else "",
+        f"caps={','.join(agent.get('capabilities') or [])}",
+        f"approval={agent['approval']}" if agent.get("approval") not in (None, "open") else "",
+        f"seen {when(agent.get('lastSeenAt'))}",
+    ]
+    return f"{agent['id']}{label} [{agent.get('status')}]  " + "  ".join(d for d in details if d)
 
 
 def pair_line(pair: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 from urllib.parse import quote
 
-from relayctl.commands.agent_side import agent_line, client_for, comma_or_many, lines
+from relayctl.commands.agent_side import agent_line, client_for, comma_or_many, lines, sentence
 from relayctl.main import CliError, ExitCode, emit
 from relayctl.provider_env import APPROVALS, ProviderEnvError, identity_from_env
 from relayd import __version__
@@ -28,8 +28,8 @@ def _register_register(subparsers: Any, common: argparse.ArgumentParser) -> None
     summary = "register this agent (or update it) from the provider environment"
     parser = subparsers.add_parser(
         "register", parents=[common], help=summary,
-        description=summary + ". Flags override AGENT_RELAY_* variables, which override the "
-        "chosen profile (AGENT_RELAY_PROFILE). See docs/cli.md.",
+        description=sentence(summary) + ". Flags override AGENT_RELAY_* variables, which "
+        "override the chosen profile (AGENT_RELAY_PROFILE). See docs/cli.md.",
     )
     parser.add_argument("--id", help="agent id (default: AGENT_RELAY_AGENT_ID, else "
                         "{hostname}-{project}-{session-hash})")
@@ -70,7 +70,7 @@ def _register(args: argparse.Namespace) -> int:
 def _register_label(subparsers: Any, common: argparse.ArgumentParser) -> None:
     summary = "set an agent's label"
     parser = subparsers.add_parser("label", parents=[common], help=summary,
-                                   description=summary + ".")
+                                   description=sentence(summary) + ".")
     parser.add_argument("agent_id", metavar="AGENT")
     parser.add_argument("label", metavar="LABEL")
     parser.set_defaults(func=_label)
@@ -86,7 +86,7 @@ def _label(args: argparse.Namespace) -> int:
 def _register_tags(subparsers: Any, common: argparse.ArgumentParser) -> None:
     summary = "replace an agent's tags"
     parser = subparsers.add_parser("tags", parents=[common], help=summary,
-                                   description=summary + ".")
+                                   description=sentence(summary) + ".")
     parser.add_argument("agent_id", metavar="AGENT")
     parser.add_argument("tags", nargs="+", metavar="TAG", help="the new tags (comma or space "
                         "separated)")
@@ -110,7 +110,7 @@ def _quoted(agent_id: str) -> str:
 def _register_agents(subparsers: Any, common: argparse.ArgumentParser) -> None:
     summary = "list registered agents"
     parser = subparsers.add_parser("agents", parents=[common], help=summary,
-                                   description=summary + ".")
+                                   description=sentence(summary) + ".")
     parser.add_argument("--tag", help="only agents with this tag")
     parser.add_argument("--machine", help="only agents on this machine")
     parser.add_argument("--status", choices=STATUSES, help="only agents in this state")

@@ -16,6 +16,7 @@ from relayctl.commands.agent_side import (
     non_negative_int,
     positive_int,
     read_body,
+    sentence,
 )
 from relayctl.main import ExitCode, emit
 
@@ -43,7 +44,7 @@ def _register_send(subparsers: Any, common: argparse.ArgumentParser, name: str,
     else:
         summary = "send a message to an agent or a selector"
     parser = subparsers.add_parser(
-        name, parents=[common], help=summary, description=summary + ".",
+        name, parents=[common], help=summary, description=sentence(summary) + ".",
         epilog="TO is an agent id, id:ID, tag:T, cap:C, label:L, machine:M or broadcast.",
     )
     parser.add_argument("to", metavar="TO", help="recipient agent id or selector")
@@ -88,7 +89,7 @@ def _sent_line(message: dict[str, Any]) -> str:
 def _register_inbox(subparsers: Any, common: argparse.ArgumentParser) -> None:
     summary = "list the messages an agent received"
     parser = subparsers.add_parser("inbox", parents=[common], help=summary,
-                                   description=summary + ", oldest first.")
+                                   description=sentence(summary) + ", oldest first.")
     add_agent_option(parser, "--for", "whose inbox")
     parser.add_argument("--unread", action="store_true", help="only messages not yet read")
     parser.add_argument("--since", type=non_negative_int, metavar="ID",
@@ -124,7 +125,7 @@ def _inbox(args: argparse.Namespace) -> int:
 def _register_claim(subparsers: Any, common: argparse.ArgumentParser) -> None:
     summary = "claim a claimable message (exactly one agent wins)"
     parser = subparsers.add_parser("claim", parents=[common], help=summary,
-                                   description=summary + ".")
+                                   description=sentence(summary) + ".")
     parser.add_argument("message_id", type=positive_int, metavar="MESSAGE_ID")
     add_agent_option(parser, "--agent", "the claiming agent")
     parser.set_defaults(func=_claim)

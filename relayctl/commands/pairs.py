@@ -13,6 +13,7 @@ from relayctl.commands.agent_side import (
     pair_line,
     positive_int,
     read_body,
+    sentence,
 )
 from relayctl.main import ExitCode, emit
 
@@ -22,7 +23,7 @@ PAIR_STATUSES = ("pending", "active", "rejected", "ended", "expired")
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     summary = "pair sessions: a focused one-to-one conversation between two agents"
     parser = subparsers.add_parser("pair", parents=[common], help=summary,
-                                   description=summary + ".")
+                                   description=sentence(summary) + ".")
     actions = parser.add_subparsers(dest="pair_command", metavar="ACTION")
     actions.required = True
     _add(actions, common, "start", "invite an agent to a pair session", _start,
@@ -42,7 +43,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 def _add(actions: Any, common: argparse.ArgumentParser, name: str, summary: str, func: Any,
          *, target: bool = False, reason: bool = False, body: bool = False,
          acting: bool = True) -> None:
-    parser = actions.add_parser(name, parents=[common], help=summary, description=summary + ".")
+    parser = actions.add_parser(name, parents=[common], help=summary,
+                                description=sentence(summary) + ".")
     if target:
         parser.add_argument("to", metavar="TO", help="agent id, id:, label:, tag:, cap:, "
                             "machine: or a word matched against id, label, provider, tags, caps")

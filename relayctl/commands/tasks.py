@@ -12,6 +12,7 @@ from relayctl.commands.agent_side import (
     client_for,
     lines,
     positive_int,
+    sentence,
     task_line,
 )
 from relayctl.main import ExitCode, emit
@@ -46,7 +47,7 @@ def _register_show(actions: Any, common: argparse.ArgumentParser) -> None:
 def _register_claim(actions: Any, common: argparse.ArgumentParser) -> None:
     summary = "claim a task (exactly one agent wins)"
     parser = actions.add_parser("claim", parents=[common], help=summary,
-                                description=summary + ".")
+                                description=sentence(summary) + ".")
     parser.add_argument("task_id", type=positive_int, metavar="ID")
     add_agent_option(parser, "--agent", "the claiming agent")
     parser.set_defaults(func=_claim)
@@ -55,7 +56,7 @@ def _register_claim(actions: Any, common: argparse.ArgumentParser) -> None:
 def _register_status(actions: Any, common: argparse.ArgumentParser) -> None:
     summary = "move a task you claimed to a new status"
     parser = actions.add_parser(
-        "status", parents=[common], help=summary, description=summary + ".",
+        "status", parents=[common], help=summary, description=sentence(summary) + ".",
         epilog="--progress and --result take JSON (50, {\"done\": 3}) or plain text.",
     )
     parser.add_argument("task_id", type=positive_int, metavar="ID")

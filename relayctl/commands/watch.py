@@ -18,6 +18,7 @@ from relayctl.commands.agent_side import (
     non_negative_int,
     positive_int,
     seconds,
+    sentence,
 )
 from relayctl.main import ExitCode
 
@@ -26,9 +27,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     summary = "print events as they arrive"
     parser = subparsers.add_parser(
         "watch", parents=[common], help=summary,
-        description=summary + " (messages, claims, agent status, tasks, pairs). Runs until "
-        "interrupted, or until --count events or --timeout seconds. Reconnects by itself "
-        "without losing events.",
+        description=sentence(summary) + " (messages, claims, agent status, tasks, pairs). "
+        "Runs until interrupted, or until --count events or --timeout seconds. Reconnects by "
+        "itself without losing events.",
     )
     add_agent_option(parser, "--for", "show what this agent should see")
     parser.add_argument("--all", action="store_true",

@@ -1,0 +1,917 @@
+"""The OpenAPI description of every operation of the contract, as data.
+
+``OPERATIONS`` maps an API path (without the ``/api`` prefix) and a method to its OpenAPI
+operation; ``COMPONENTS`` holds the shared schemas, parameters and responses. Nothing here
+knows the router: ``relayd.api.openapi`` emits only the operations whose route is served, so
+the document always matches the running daemon (tasks, pairs and integrations included when
+those layers are installed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+AGENT_ID_PATTERN = "^[A-Za-z0-9._:@-]{1,128}$"
+# `<agentId>`, `id:<agentId>`, `broadcast`, or `tag:` `cap:` `label:` `machine:` + a value.
+TARGET_PATTERN = r"^(broadcast|(tag|cap|label|machine):[\s\S]+|(id:)?[A-Za-z0-9._:@-]{1,128})$"
+MAX_ID = 2**63 - 1
+AGENT_STATUSES = ["online", "busy", "idle", "offline"]
+APPROVALS = ["open", "guarded", "read-only"]
+PAIR_STATUSES = ["pending", "active", "rejected", "ended", "expired"]
+TASK_STATUSES = ["open", "claimed", "in_progress", "blocked", "done", "failed", "cancelled"]
+ERROR_CODES = [
+    "invalid_json",
+    "invalid_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "already_claimed",
+    "busy",
+    "ambiguous_target",
+    "invalid_state",
+    "payload_too_large",
+    "rate_limited",
+    "unavailable",
+]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    """The same schema, also accepting null (the handlers treat null as 'not given')."""
+    if "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    kind = schema["type"]
+    return {**schema, "type": [*(kind if isinstance(kind, list) else [kind]), "null"]}
+
+
+def text(max_length: int, **extra: Any) -> Schema:
+    return {"type": "string", "minLength": 1, "maxLength": max_length, **extra}
+
+
+def string_list(max_items: int = 64) -> Schema:
+    return {"type": "array", "maxItems": max_items, "items": text(128)}
+
+
+def one_or_more_of(words: list[str]) -> str:
+    """A pattern for one word or a comma list of them (blank allowed: no filter)."""
+    word = rf"\s*({'|'.join(words)})\s*"
+    return rf"^({word}(,{word})*)?$"
+
+
+def obj(properties: dict[str, Schema], required: list[str] | None = None, **extra: Any) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, **extra}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def wrapped(key: str, item: str, **more: Schema) -> Schema:
+    """A list answer: `{"<key>": [<item>...], ...more}`."""
+    return obj({key: {"type": "array", "items": ref(item)}, **more}, [key, *more])
+
+
+TIMESTAMP: Schema = {
+    "type": "string",
+    "format": "date-time",
+    "description": "ISO-8601 UTC with milliseconds and a Z suffix",
+}
+OPTIONAL_TIMESTAMP = nullable(TIMESTAMP)
+POSITIVE_ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+AGENT_ID: Schema = {"type": "string", "pattern": AGENT_ID_PATTERN}
+META: Schema = {
+    "type": "object",
+    "description": "free-form JSON object, at most 16 KiB serialized and 32 levels deep",
+}
+COUNT: Schema = {"type": "integer", "minimum": 0}
+
+# --------------------------------------------------------------------------- object schemas
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": obj(
+        {
+            "error": {"type": "string", "description": "a sentence for people"},
+            "code": {"type": "string", "enum": ERROR_CODES},
+            "claimedBy": {"type": "string", "description": "with already_claimed"},
+            "candidates": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "with ambiguous_target: the matching agent ids",
+            },
+        },
+        ["error", "code"],
+    ),
+    "Agent": obj(
+        {
+            "id": AGENT_ID,
+            "label": nullable({"type": "string"}),
+            "machine": nullable({"type": "string"}),
+            "project": nullable({"type": "string"}),
+            "provider": nullable({"type": "string"}),
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "capabilities": {"type": "array", "items": {"type": "string"}},
+            "channels": {"type": "array", "items": {"type": "string"}},
+            "status": {"type": "string", "enum": AGENT_STATUSES},
+            "approval": {"type": "string", "enum": APPROVALS},
+            "meta": {"type": "object"},
+            "version": nullable({"type": "string"}),
+            "registeredAt": TIMESTAMP,
+            "lastSeenAt": TIMESTAMP,
+        },
+        [
+            "id", "label", "machine", "project", "provider", "tags", "capabilities",
+            "channels", "status", "approval", "meta", "version", "registeredAt", "lastSeenAt",
+        ],
+    ),
+    "Message": obj(
+        {
+            "id": POSITIVE_ID,
+            "from": {"type": "string"},
+            "to": {"type": "string"},
+            "subject": nullable({"type": "string"}),
+            "body": {"type": "string"},
+            "channel": nullable({"type": "string"}),
+            "replyTo": nullable(POSITIVE_ID),
+            "threadId": POSITIVE_ID,
+            "claimable": {"type": "boolean"},
+            "claimedBy": nullable({"type": "string"}),
+            "claimedAt": OPTIONAL_TIMESTAMP,
+            "createdAt": TIMESTAMP,
+            "meta": {"type": "object"},
+            "taskId": {**POSITIVE_ID, "description": "present when the message belongs to a task"},
+            "read": {"type": "boolean", "description": "inbox listings (?for=) and PATCH only"},
+            "readAt": {**OPTIONAL_TIMESTAMP, "description": "inbox listings and PATCH only"},
+        },
+        [
+            "id", "from", "to", "subject", "body", "channel", "replyTo", "threadId",
+            "claimable", "claimedBy", "claimedAt", "createdAt", "meta",
+        ],
+    ),
+    "SentMessage": {
+        "allOf": [
+            ref("Message"),
+            obj(
+                {"recipients": {"type": "array", "items": AGENT_ID}},
+                ["recipients"],
+                description="the message plus the agent ids it was delivered to",
+            ),
+        ]
+    },
+    "AgentList": wrapped("agents", "Agent"),
+    "MessageList": wrapped(
+        "messages",
+        "Message",
+        cursor={**COUNT, "description": "highest id returned, else the latest message id"},
+    ),
+    "Thread": wrapped("messages", "Message"),
+    "Cursor": obj({"cursor": COUNT}, ["cursor"]),
+    "Health": obj(
+        {
+            "status": {"type": "string", "enum": ["ok", "stopping", "unavailable"]},
+            "version": {"type": "string"},
+        },
+        ["status", "version"],
+    ),
+    "Stats": obj(
+        {
+            "version": {"type": "string"},
+            "uptimeSeconds": {"type": "number", "minimum": 0},
+            "agents": obj({"total": COUNT, "online": COUNT, "offline": COUNT},
+                          ["total", "online", "offline"]),
+            "messages": obj({"total": COUNT, "unread": COUNT}, ["total", "unread"]),
+            "tasks": {"type": "object", "description": "task counts by status"},
+            "pairs": {"type": "object", "description": "pair counts by status"},
+            "sse": obj({"connections": COUNT}, ["connections"]),
+        },
+        ["version", "uptimeSeconds", "agents", "messages", "tasks", "pairs", "sse"],
+    ),
+    "Pair": obj(
+        {
+            "id": POSITIVE_ID,
+            "status": {"type": "string", "enum": PAIR_STATUSES},
+            "initiator": {"type": "string"},
+            "partner": {"type": "string"},
+            "objective": nullable({"type": "string"}),
+            "createdAt": TIMESTAMP,
+            "acceptedAt": OPTIONAL_TIMESTAMP,
+            "endedAt": OPTIONAL_TIMESTAMP,
+            "endedBy": nullable({"type": "string"}),
+            "reason": nullable({"type": "string"}),
+            "inviteMessageId": nullable(POSITIVE_ID),
+        },
+        [
+            "id", "status", "initiator", "partner", "objective", "createdAt", "acceptedAt",
+            "endedAt", "endedBy", "reason",
+        ],
+    ),
+    "PairList": wrapped("pairs", "Pair"),
+    "Task": obj(
+        {
+            "id": POSITIVE_ID,
+            "source": {"type": "string"},
+            "type": {"type": "string"},
+            "severity": nullable({"type": "string"}),
+            "dedupeKey": nullable({"type": "string"}),
+            "title": {"type": "string"},
+            "body": nullable({"type": "string"}),
+            "target": {"type": "string"},
+            "channel": nullable({"type": "string"}),
+            "status": {"type": "string", "enum": TASK_STATUSES},
+            "claimedBy": nullable({"type": "string"}),
+            "claimedAt": OPTIONAL_TIMESTAMP,
+            "progress": {"description": "free-form progress report from the claimer"},
+            "result": {"description": "free-form result from the claimer"},
+            "occurrenceCount": {"type": "integer", "minimum": 1},
+            "firstSeenAt": TIMESTAMP,
+            "lastSeenAt": TIMESTAMP,
+            "createdAt": TIMESTAMP,
+            "updatedAt": TIMESTAMP,
+            "messageId": nullable(POSITIVE_ID),
+            "meta": {"type": "object"},
+        },
+        [
+            "id", "source", "type", "severity", "dedupeKey", "title", "body", "target",
+            "channel", "status", "claimedBy", "claimedAt", "progress", "result",
+            "occurrenceCount", "firstSeenAt", "lastSeenAt", "createdAt", "updatedAt",
+            "messageId", "meta",
+        ],
+    ),
+    "TaskList": wrapped("tasks", "Task"),
+    "TaskEvent": obj(
+        {
+            "id": POSITIVE_ID,
+            "taskId": POSITIVE_ID,
+            "type": {"type": "string"},
+            "actor": nullable({"type": "string"}),
+            "data": {"description": "what changed"},
+            "createdAt": TIMESTAMP,
+        },
+        ["id", "taskId", "type", "actor", "data", "createdAt"],
+    ),
+    "TaskEventList": wrapped("events", "TaskEvent"),
+    "IngestResult": obj(
+        {
+            "task": ref("Task"),
+            "deduped": {"type": "boolean"},
+            "replayed": {"type": "boolean", "description": "a repeated Idempotency-Key"},
+        },
+        ["task", "deduped"],
+    ),
+    "IntegrationList": obj(
+        {
+            "integrations": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "name": {"type": "string"},
+                        "configured": {"type": "boolean"},
+                        "scopes": {"type": "array", "items": {"type": "string"}},
+                        "targets": nullable({"type": "array", "items": {"type": "string"}}),
+                        "channels": nullable({"type": "array", "items": {"type": "string"}}),
+                        "observed": {"type": "object"},
+                        "callback": {"type": "object"},
+                    },
+                    ["name", "configured", "scopes"],
+                    description="a configured or observed integration; never its token",
+                    **{"not": {"required": ["token"]}},
+                ),
+            }
+        },
+        ["integrations"],
+    ),
+    "ChannelList": obj(
+        {
+            "channels": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "name": {"type": "string"},
+                        "kind": {"type": "string", "description": "bridge or message"},
+                        "configured": {"type": "boolean"},
+                        "state": {"type": "string"},
+                    },
+                    ["name", "kind", "state"],
+                ),
+            }
+        },
+        ["channels"],
+    ),
+}
+
+# --------------------------------------------------------------------------- request bodies
+
+AGENT_FIELDS: dict[str, Schema] = {
+    "label": nullable(text(256)),
+    "tags": nullable(string_list()),
+    "capabilities": nullable(string_list()),
+    "channels": nullable(string_list()),
+    "status": nullable({"type": "string", "enum": AGENT_STATUSES}),
+    "approval": nullable({"type": "string", "enum": APPROVALS}),
+    "meta": nullable(META),
+}
+IDENTITY_FIELDS: dict[str, Schema] = {
+    name: nullable(text(256)) for name in ("machine", "project", "provider", "version")
+}
+AGENT_ACTOR = obj({"agent": AGENT_ID}, ["agent"])
+AGENT_ACTOR_WITH_REASON = obj({"agent": AGENT_ID, "reason": nullable(text(1024))}, ["agent"])
+
+BODIES: dict[str, Schema] = {
+    "AgentRegistration": obj({"id": AGENT_ID, **AGENT_FIELDS, **IDENTITY_FIELDS}, ["id"]),
+    "AgentChanges": obj(
+        AGENT_FIELDS,
+        description="at least one of the fields, not null",
+        anyOf=[{"required": [name]} for name in AGENT_FIELDS],
+    ),
+    "Heartbeat": obj({"status": nullable({"type": "string", "enum": AGENT_STATUSES})}),
+    "Label": obj({"label": text(256)}, ["label"]),
+    "NewMessage": obj(
+        {
+            "from": text(128, description="any sender name: an agent, a script, CI"),
+            "to": text(256, pattern=TARGET_PATTERN),
+            "body": text(65536, description="at most 64 KiB of UTF-8 (configurable)"),
+            "subject": nullable(text(1024)),
+            "channel": nullable(text(128)),
+            "replyTo": nullable(POSITIVE_ID),
+            "claimable": nullable({"type": "boolean"}),
+            "meta": nullable(META),
+        },
+        ["from", "to", "body"],
+    ),
+    "Claim": AGENT_ACTOR,
+    "ReadMark": obj({"agent": AGENT_ID, "read": {"type": "boolean"}}, ["agent", "read"]),
+    "NewPair": obj(
+        {
+            "from": AGENT_ID,
+            "to": text(256, description="id:, label:, tag:, cap:, machine: or a bare word"),
+            "objective": nullable(text(4096)),
+        },
+        ["from", "to"],
+    ),
+    "PairActor": AGENT_ACTOR,
+    "PairActorWithReason": AGENT_ACTOR_WITH_REASON,
+    "PairMessage": obj({"from": AGENT_ID, "body": text(65536)}, ["from", "body"]),
+    "TaskStatusChange": obj(
+        {
+            "agent": AGENT_ID,
+            "status": {"type": "string", "enum": TASK_STATUSES},
+            "progress": {"description": "any JSON value up to 16 KiB"},
+            "result": {"description": "any JSON value up to 16 KiB"},
+        },
+        ["agent", "status"],
+    ),
+    "IntegrationEvent": obj(
+        {
+            "type": text(128),
+            "title": nullable(text(1024)),
+            "target": nullable(text(256, pattern=TARGET_PATTERN)),
+            "body": nullable(text(65536)),
+            "severity": nullable(text(64)),
+            "dedupeKey": nullable(text(256)),
+            "channel": nullable(text(128)),
+            "status": nullable(text(32, description='"resolved" closes the active task')),
+            "source": nullable(
+                text(128, description="admin token only: the source to post as (default admin)")
+            ),
+            "meta": nullable(META),
+        },
+        ["type"],
+        description="title and target are required unless status is resolved, which needs"
+        " dedupeKey",
+    ),
+}
+SCHEMAS.update(BODIES)
+
+# --------------------------------------------------------------------------- parameters
+
+
+def query(
+    name: str, schema: Schema, description: str, *, required: bool = False, empty: bool = False
+) -> Schema:
+    """A query parameter; `empty`: an empty value (`?name=`) is accepted (see docs/api.md)."""
+    parameter = {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "schema": schema,
+        "description": description,
+    }
+    if empty:
+        parameter["allowEmptyValue"] = True
+    return parameter
+
+
+def param(name: str) -> Schema:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+PARAMETERS: dict[str, Schema] = {
+    "AgentIdPath": {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": AGENT_ID,
+        "description": "the agent id",
+    },
+    "IdPath": {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": POSITIVE_ID,
+        "description": "a server-assigned id",
+    },
+    "Limit": query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+        "at most this many (out of range: 400)",
+        empty=True,
+    ),
+    "IdempotencyKey": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+        "description": "a repeat of a key the same sender used in the last 24 hours returns"
+        " the original (200, same id) and delivers nothing twice",
+    },
+    "LastEventId": {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "description": "resume after this event id: what was missed is replayed first",
+    },
+}
+
+AGENT_FILTERS = [
+    query("tag", text(1024), "agents with this tag", empty=True),
+    query("machine", text(1024), "agents on this machine", empty=True),
+    query("status", {"type": "string", "enum": AGENT_STATUSES}, "agents in this status"),
+    query("capability", text(1024), "agents with this capability", empty=True),
+]
+MESSAGE_FILTERS = [
+    query("for", AGENT_ID, "the inbox of this registered agent (404 if unknown)"),
+    query("unread", {"type": "boolean"}, "with for=: only messages it has not read", empty=True),
+    query(
+        "since",
+        {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+        "only ids above this",
+        empty=True,
+    ),
+    param("Limit"),
+    query("channel", text(128), "only this channel", empty=True),
+    query("from", text(128), "only from this sender", empty=True),
+    query("thread", POSITIVE_ID, "only this thread (the root's id)", empty=True),
+    query("order", {"type": "string", "enum": ["asc", "desc"], "default": "asc"}, "id order"),
+    query(
+        "wait",
+        {"type": "integer", "minimum": 0, "maximum": 60, "default": 0},
+        "long-poll up to this many seconds for a first match",
+        empty=True,
+    ),
+]
+
+# --------------------------------------------------------------------------- responses
+
+
+def json_body(schema: Schema) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def answer(description: str, schema_name: str) -> dict[str, Any]:
+    return {"description": description, "content": json_body(ref(schema_name))}
+
+
+def error_response(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": json_body(ref("Error"))}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+RESPONSES: dict[str, Schema] = {
+    "BadRequest": error_response("invalid_json or invalid_request (the message names the field)"),
+    "Unauthorized": error_response(
+        "unauthorized: a token is required and was missing or wrong",
+        {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    ),
+    "Forbidden": error_response("forbidden: the token lacks the scope, or the actor may not"),
+    "NotFound": error_response("not_found"),
+    "Conflict": error_response(
+        "already_claimed (with claimedBy), busy, ambiguous_target (with candidates)"
+        " or invalid_state"
+    ),
+    "PayloadTooLarge": error_response("payload_too_large: the body is over the limit (1 MiB)"),
+    "RateLimited": error_response(
+        "rate_limited: over the integration's per-minute limit",
+        {"Retry-After": {"schema": {"type": "string"}}},
+    ),
+    "Unavailable": error_response("unavailable: storage not writable, or shutting down"),
+}
+
+
+def errors(*statuses: int) -> dict[str, Any]:
+    names = {
+        400: "BadRequest",
+        403: "Forbidden",
+        404: "NotFound",
+        409: "Conflict",
+        413: "PayloadTooLarge",
+        429: "RateLimited",
+    }
+    return {str(s): {"$ref": f"#/components/responses/{names[s]}"} for s in statuses}
+
+
+def request_body(schema_name: str, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": json_body(ref(schema_name))}
+
+
+NO_CONTENT = {"204": {"description": "deleted"}}
+# Answers every operation can give: a missing or wrong token, a token without the scope, and
+# storage that is closed or shutting down.
+COMMON_RESPONSES: dict[str, Any] = {
+    "401": {"$ref": "#/components/responses/Unauthorized"},
+    "403": {"$ref": "#/components/responses/Forbidden"},
+    "503": {"$ref": "#/components/responses/Unavailable"},
+}
+
+# --------------------------------------------------------------------------- operations
+
+AGENTS: dict[str, dict[str, Any]] = {
+    "/agents": {
+        "post": {
+            "operationId": "registerAgent",
+            "summary": "Register or update an agent by id (marks it online)",
+            "requestBody": request_body("AgentRegistration"),
+            "responses": {
+                "201": answer("registered", "Agent"),
+                "200": answer("already registered: updated, unread messages kept", "Agent"),
+                **errors(400, 413),
+            },
+        },
+        "get": {
+            "operationId": "listAgents",
+            "summary": "List agents, optionally filtered",
+            "parameters": AGENT_FILTERS,
+            "responses": {"200": answer("the agents", "AgentList"), **errors(400)},
+        },
+    },
+    "/agents/find": {
+        "get": {
+            "operationId": "findAgents",
+            "summary": "Agents with a capability that are not offline",
+            "parameters": [
+                query("capability", text(1024), "the capability", required=True),
+                *[p for p in AGENT_FILTERS if p["name"] != "capability"],
+            ],
+            "responses": {"200": answer("the agents", "AgentList"), **errors(400)},
+        },
+    },
+    "/agents/{id}": {
+        "parameters": [param("AgentIdPath")],
+        "get": {
+            "operationId": "getAgent",
+            "responses": {"200": answer("the agent", "Agent"), **errors(404)},
+        },
+        "patch": {
+            "operationId": "updateAgent",
+            "summary": "Change any of label, tags, capabilities, channels, status, approval, meta",
+            "requestBody": request_body("AgentChanges"),
+            "responses": {"200": answer("the agent", "Agent"), **errors(400, 404, 413)},
+        },
+        "delete": {
+            "operationId": "deleteAgent",
+            "summary": "Remove an agent (event agent.removed)",
+            "responses": {**NO_CONTENT, **errors(404)},
+        },
+    },
+    "/agents/{id}/heartbeat": {
+        "parameters": [param("AgentIdPath")],
+        "post": {
+            "operationId": "heartbeat",
+            "summary": "Refresh lastSeenAt, optionally set status; 404 means register again",
+            "requestBody": request_body("Heartbeat", required=False),
+            "responses": {"200": answer("the agent", "Agent"), **errors(400, 404, 413)},
+        },
+    },
+    "/agents/{id}/label": {
+        "parameters": [param("AgentIdPath")],
+        "patch": {
+            "operationId": "setAgentLabel",
+            "requestBody": request_body("Label"),
+            "responses": {"200": answer("the agent", "Agent"), **errors(400, 404, 413)},
+        },
+    },
+}
+
+MESSAGES: dict[str, dict[str, Any]] = {
+    "/messages": {
+        "post": {
+            "operationId": "sendMessage",
+            "summary": "Send a message to an agent or a selector",
+            "parameters": [param("IdempotencyKey")],
+            "requestBody": request_body("NewMessage"),
+            "responses": {
+                "201": answer("stored and delivered", "SentMessage"),
+                "200": answer("a repeated Idempotency-Key: the original message", "SentMessage"),
+                **errors(400, 404, 413),
+            },
+        },
+        "get": {
+            "operationId": "listMessages",
+            "summary": "An inbox (?for=) or all messages; ?wait= long-polls",
+            "parameters": MESSAGE_FILTERS,
+            "responses": {"200": answer("the messages", "MessageList"), **errors(400, 404)},
+        },
+    },
+    "/messages/cursor": {
+        "get": {
+            "operationId": "messageCursor",
+            "summary": "The latest message id (0 when empty)",
+            "responses": {"200": answer("the cursor", "Cursor")},
+        },
+    },
+    "/messages/{id}": {
+        "parameters": [param("IdPath")],
+        "get": {
+            "operationId": "getMessage",
+            "responses": {"200": answer("the message", "Message"), **errors(404)},
+        },
+        "patch": {
+            "operationId": "markMessage",
+            "summary": "Mark read or unread for one recipient",
+            "requestBody": request_body("ReadMark"),
+            "responses": {
+                "200": answer("the message with read and readAt", "Message"),
+                **errors(400, 404, 413),
+            },
+        },
+        "delete": {
+            "operationId": "deleteMessage",
+            "summary": "Delete a message (event message.deleted)",
+            "responses": {**NO_CONTENT, **errors(404)},
+        },
+    },
+    "/messages/{id}/thread": {
+        "parameters": [param("IdPath")],
+        "get": {
+            "operationId": "messageThread",
+            "summary": "The thread's root and every descendant, oldest first",
+            "responses": {"200": answer("the thread", "Thread"), **errors(404)},
+        },
+    },
+    "/messages/{id}/claim": {
+        "parameters": [param("IdPath")],
+        "post": {
+            "operationId": "claimMessage",
+            "summary": "Claim a claimable message: exactly one agent ever wins",
+            "requestBody": request_body("Claim"),
+            "responses": {
+                "200": answer("claimed by this agent (also when it claims again)", "Message"),
+                **errors(400, 404, 409, 413),
+            },
+        },
+    },
+}
+
+EVENTS_AND_SYSTEM: dict[str, dict[str, Any]] = {
+    "/events": {
+        "get": {
+            "operationId": "streamEvents",
+            "summary": "Server-Sent Events: the firehose, or what one agent should see",
+            "parameters": [
+                query("for", AGENT_ID, "only events this agent should see"),
+                param("LastEventId"),
+                query(
+                    "lastEventId",
+                    {"type": "string", "pattern": "^[0-9]+$"},
+                    "the same as the Last-Event-ID header, for clients that cannot set it",
+                ),
+            ],
+            "responses": {
+                "200": {
+                    "description": "an endless text/event-stream; `id:` `event:` `data:` frames"
+                    " and `:` comment lines at least every 15 s",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **errors(400),
+            },
+        },
+    },
+    "/stats": {
+        "get": {
+            "operationId": "stats",
+            "responses": {"200": answer("counters", "Stats")},
+        },
+    },
+    "/health": {
+        "get": {
+            "operationId": "health",
+            "responses": {
+                "200": answer("serving", "Health"),
+                "503": {
+                    "description": "storage not usable, or shutting down",
+                    "content": json_body({"allOf": [ref("Health"), ref("Error")]}),
+                },
+            },
+        },
+    },
+    "/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "responses": {
+                "200": {
+                    "description": "the OpenAPI 3.1 document",
+                    "content": json_body({"type": "object"}),
+                }
+            },
+        },
+    },
+}
+
+PAIRS: dict[str, dict[str, Any]] = {
+    "/pairs": {
+        "post": {
+            "operationId": "createPair",
+            "summary": "Invite an agent that is not offline to a pair session",
+            "requestBody": request_body("NewPair"),
+            "responses": {"201": answer("pending", "Pair"), **errors(400, 404, 409, 413)},
+        },
+        "get": {
+            "operationId": "listPairs",
+            "parameters": [
+                query("agent", AGENT_ID, "pairs this agent takes part in"),
+                query(
+                    "status",
+                    {"type": "string", "pattern": one_or_more_of(PAIR_STATUSES)},
+                    "pairs in this status, or a comma list of statuses",
+                    empty=True,
+                ),
+                param("Limit"),
+            ],
+            "responses": {"200": answer("the pairs", "PairList"), **errors(400)},
+        },
+    },
+    "/pairs/{id}": {
+        "parameters": [param("IdPath")],
+        "get": {
+            "operationId": "getPair",
+            "responses": {"200": answer("the pair", "Pair"), **errors(404)},
+        },
+    },
+    **{
+        f"/pairs/{{id}}/{action}": {
+            "parameters": [param("IdPath")],
+            "post": {
+                "operationId": f"{action}Pair",
+                "summary": summary,
+                "requestBody": request_body(body),
+                "responses": {"200": answer("the pair", "Pair"), **errors(400, 404, 409, 413)},
+            },
+        }
+        for action, body, summary in (
+            ("accept", "PairActor", "The partner accepts: pending → active"),
+            ("reject", "PairActorWithReason", "The partner rejects: pending → rejected"),
+            ("hangup", "PairActorWithReason", "A participant ends it: → ended"),
+        )
+    },
+    "/pairs/{id}/messages": {
+        "parameters": [param("IdPath")],
+        "post": {
+            "operationId": "sendPairMessage",
+            "summary": "A participant of an active pair writes to the other",
+            "parameters": [param("IdempotencyKey")],
+            "requestBody": request_body("PairMessage"),
+            "responses": {
+                "201": answer("delivered to the other participant", "SentMessage"),
+                "200": answer("a repeated Idempotency-Key: the original message", "SentMessage"),
+                **errors(400, 404, 409, 413),
+            },
+        },
+    },
+}
+
+TASKS: dict[str, dict[str, Any]] = {
+    "/tasks": {
+        "get": {
+            "operationId": "listTasks",
+            "parameters": [
+                query("status", {"type": "string", "enum": TASK_STATUSES}, "tasks in this status"),
+                query("source", text(128), "tasks from this integration", empty=True),
+                query("target", text(256), "tasks sent to this target", empty=True),
+                param("Limit"),
+            ],
+            "responses": {"200": answer("the tasks", "TaskList"), **errors(400)},
+        },
+    },
+    "/tasks/{id}": {
+        "parameters": [param("IdPath")],
+        "get": {
+            "operationId": "getTask",
+            "responses": {"200": answer("the task", "Task"), **errors(404)},
+        },
+    },
+    "/tasks/{id}/events": {
+        "parameters": [param("IdPath")],
+        "get": {
+            "operationId": "taskEvents",
+            "summary": "The task's history, oldest first",
+            "responses": {"200": answer("the events", "TaskEventList"), **errors(404)},
+        },
+    },
+    "/tasks/{id}/claim": {
+        "parameters": [param("IdPath")],
+        "post": {
+            "operationId": "claimTask",
+            "summary": "Claim a task (and its message): one winner",
+            "requestBody": request_body("Claim"),
+            "responses": {"200": answer("the task", "Task"), **errors(400, 404, 409, 413)},
+        },
+    },
+    "/tasks/{id}/status": {
+        "parameters": [param("IdPath")],
+        "patch": {
+            "operationId": "setTaskStatus",
+            "summary": "The claimer moves the task along",
+            "requestBody": request_body("TaskStatusChange"),
+            "responses": {"200": answer("the task", "Task"), **errors(400, 404, 409, 413)},
+        },
+    },
+}
+
+INTEGRATIONS: dict[str, dict[str, Any]] = {
+    "/integrations/events": {
+        "post": {
+            "operationId": "ingestEvent",
+            "summary": "An integration reports an event: a new, deduplicated or resolved task",
+            "parameters": [param("IdempotencyKey")],
+            "requestBody": request_body("IntegrationEvent"),
+            "responses": {
+                "201": answer("a new task and its claimable message", "IngestResult"),
+                "200": answer("deduplicated or resolved", "IngestResult"),
+                **errors(400, 404, 413, 429),
+            },
+        },
+    },
+    "/integrations": {
+        "get": {
+            "operationId": "listIntegrations",
+            "responses": {"200": answer("configured and observed", "IntegrationList")},
+        },
+    },
+    "/channels": {
+        "get": {
+            "operationId": "listChannels",
+            "responses": {"200": answer("communication channels", "ChannelList")},
+        },
+    },
+}
+
+OPERATIONS: dict[str, dict[str, Any]] = {
+    **AGENTS,
+    **MESSAGES,
+    **EVENTS_AND_SYSTEM,
+    **PAIRS,
+    **TASKS,
+    **INTEGRATIONS,
+}
+
+TAGS_BY_PREFIX = {
+    "/agents": "agents",
+    "/messages": "messages",
+    "/events": "events",
+    "/pairs": "pairs",
+    "/tasks": "tasks",
+    "/integrations": "integrations",
+    "/channels": "integrations",
+}
+
+SECURITY_SCHEMES: dict[str, Schema] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the admin token (AGENT_RELAY_TOKEN) or an integration token",
+    },
+    "relayToken": {"type": "apiKey", "in": "header", "name": "X-Agent-Relay-Token"},
+}
+
+COMPONENTS: dict[str, Any] = {
+    "schemas": SCHEMAS,
+    "parameters": PARAMETERS,
+    "responses": RESPONSES,
+    "securitySchemes": SECURITY_SCHEMES,
+}
+
+DESCRIPTION = """\
+The Agent Relay HTTP API (see docs/api.md). JSON in and out, camelCase, UTC timestamps.
+
+Authentication: when the relay has an admin token (AGENT_RELAY_TOKEN), every /api request needs
+`Authorization: Bearer <token>` or `X-Agent-Relay-Token: <token>`; integration tokens act as
+scoped tokens (each operation names its scope in `x-scope`). A relay without an admin token
+serves only on loopback and accepts requests without a token.
+"""

@@ -367,7 +367,7 @@ async def test_delete(crew: aiohttp.ClientSession) -> None:
         lines: list[str] = []
         while "" not in lines:
             line = (await asyncio.wait_for(stream.content.readline(), 5)).decode()
-            if line.strip() and not line.startswith(":") or lines:
+            if lines or (line.strip() and not line.startswith(":")):
                 lines.append(line.rstrip("\n"))
     assert lines[1:] == ["event: message.deleted", f'data: {{"id":{sent["id"]}}}', ""]
 

@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import pytest
 
 from relayd.lifecycle import Relay
 
@@ -140,11 +139,13 @@ async def test_bad_for_is_400(http: aiohttp.ClientSession) -> None:
 
 async def test_keep_alive_comment(relay_factory: Any) -> None:
     relay: Relay = await relay_factory(sse_keepalive_seconds=0.2)
-    async with aiohttp.ClientSession(base_url=relay.url) as http:
-        async with http.get("/api/events") as resp:
-            started, lines = time.monotonic(), []
-            while time.monotonic() - started < 0.7:
-                lines.append(await asyncio.wait_for(resp.content.readline(), 2))
+    async with (
+        aiohttp.ClientSession(base_url=relay.url) as http,
+        http.get("/api/events") as resp,
+    ):
+        started, lines = time.monotonic(), []
+        while time.monotonic() - started < 0.7:
+            lines.append(await asyncio.wait_for(resp.content.readline(), 2))
     comments = [line for line in lines if line.startswith(b":")]
     assert comments[0] == b": connected\n"
     assert len([c for c in comments if b"keep-alive" in c]) >= 2
@@ -245,7 +246,7 @@ async def test_slow_consumer_does_not_slow_others_and_loses_nothing(
         async with sse(http) as fast:
             await asyncio.sleep(0.1)
             started = time.monotonic()
-            for chunk in range(0, count, 50):
+            for _batch in range(count // 50):
                 await asyncio.gather(*(send(http, "bob", body) for _ in range(50)))
             fast_events = await fast.take(count, timeout=10)
             fast_elapsed = time.monotonic() - started

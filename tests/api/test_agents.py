@@ -36,8 +36,16 @@ async def ids(resp: aiohttp.ClientResponse) -> list[str]:
 async def test_register_new_is_201_with_the_full_agent(http: aiohttp.ClientSession) -> None:
     resp = await http.post(
         "/api/agents",
-        json={"id": "host-proj-1a2b", "label": "Reviewer", "machine": "m1", "project": "p",
-              "provider": "claude", "tags": ["team"], "meta": {"k": [1, 2]}, "version": "1.0"},
+        json={
+            "id": "host-proj-1a2b",
+            "label": "Reviewer",
+            "machine": "m1",
+            "project": "p",
+            "provider": "claude",
+            "tags": ["team"],
+            "meta": {"k": [1, 2]},
+            "version": "1.0",
+        },
     )
     assert resp.status == 201
     agent = await resp.json()

@@ -129,10 +129,14 @@ async def test_race_across_long_poll_sse_and_direct_claims(
     since = (await (await http.get("/api/messages/cursor")).json())["cursor"]
     readiness = [asyncio.Event() for _ in pollers + listeners]
     racers = [
-        *(asyncio.create_task(_claim_via_long_poll(http, a, since, r))
-          for a, r in zip(pollers, readiness[:10], strict=True)),
-        *(asyncio.create_task(_claim_via_sse(http, a, r))
-          for a, r in zip(listeners, readiness[10:], strict=True)),
+        *(
+            asyncio.create_task(_claim_via_long_poll(http, a, since, r))
+            for a, r in zip(pollers, readiness[:10], strict=True)
+        ),
+        *(
+            asyncio.create_task(_claim_via_sse(http, a, r))
+            for a, r in zip(listeners, readiness[10:], strict=True)
+        ),
     ]
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readiness)), 5)
     await asyncio.sleep(0.2)  # let the long-polls reach the server and subscribe

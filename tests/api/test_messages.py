@@ -52,8 +52,15 @@ async def crew(http: aiohttp.ClientSession) -> aiohttp.ClientSession:
     """alice, bob, carol and dave with tags, capabilities, labels, machines and channels."""
     await register(http, "alice", tags=["team"], machine="m1", label="Lead")
     await register(http, "bob", tags=["team", "back"], capabilities=["review"], machine="m1")
-    await register(http, "carol", tags=["front"], capabilities=["review"], label="Lead",
-                   machine="m2", channels=["ops"])
+    await register(
+        http,
+        "carol",
+        tags=["front"],
+        capabilities=["review"],
+        label="Lead",
+        machine="m2",
+        channels=["ops"],
+    )
     await register(http, "dave", machine="m2", channels=["deploys"])
     return http
 
@@ -66,9 +73,19 @@ async def test_send_answers_the_message_with_recipients(crew: aiohttp.ClientSess
     assert resp.status == 201
     sent = await resp.json()
     assert sent["recipients"] == ["bob"]
-    expected = {"from": "alice", "to": "bob", "body": "b", "subject": "s", "channel": None,
-                "replyTo": None, "threadId": sent["id"], "claimable": False, "claimedBy": None,
-                "claimedAt": None, "meta": {"k": 1}}
+    expected = {
+        "from": "alice",
+        "to": "bob",
+        "body": "b",
+        "subject": "s",
+        "channel": None,
+        "replyTo": None,
+        "threadId": sent["id"],
+        "claimable": False,
+        "claimedBy": None,
+        "claimedAt": None,
+        "meta": {"k": 1},
+    }
     assert {k: sent[k] for k in expected} == expected
     assert isinstance(sent["id"], int) and sent["id"] > 0
     assert sent["createdAt"].endswith("Z")
@@ -133,7 +150,10 @@ async def test_offline_agents_are_included(crew: aiohttp.ClientSession) -> None:
 async def test_channels(crew: aiohttp.ClientSession) -> None:
     # carol subscribes to ops, dave to deploys, alice and bob to everything
     assert (await send(crew, "ci", "broadcast", channel="ops"))["recipients"] == [
-        "alice", "bob", "carol"]
+        "alice",
+        "bob",
+        "carol",
+    ]
     assert (await send(crew, "ci", "machine:m2", channel="deploys"))["recipients"] == ["dave"]
     assert (await send(crew, "ci", "machine:m2", channel="random"))["recipients"] == []
     assert (await send(crew, "ci", "machine:m2"))["recipients"] == ["carol", "dave"]
@@ -182,26 +202,33 @@ async def test_read_state(crew: aiohttp.ClientSession) -> None:
     assert await bodies(crew, "bob", unread="true") == ["hi"]
     await error_of(
         await crew.patch(f"/api/messages/{sent['id']}", json={"agent": "carol", "read": True}),
-        403, "forbidden",
+        403,
+        "forbidden",
     )
     await error_of(
         await crew.patch(f"/api/messages/{sent['id']}", json={"agent": "bob", "read": "yes"}),
-        400, "invalid_request",
+        400,
+        "invalid_request",
     )
     await error_of(
         await crew.patch(f"/api/messages/{sent['id']}", json={"agent": "bob"}),
-        400, "invalid_request",
+        400,
+        "invalid_request",
     )
     await error_of(
         await crew.patch("/api/messages/9999", json={"agent": "bob", "read": True}),
-        404, "not_found",
+        404,
+        "not_found",
     )
 
 
 async def test_inbox_queries(crew: aiohttp.ClientSession) -> None:
-    sent = [await send(crew, sender, "bob", f"m{i}", channel=channel)
-            for i, (sender, channel) in enumerate(
-                [("alice", None), ("carol", "ops"), ("alice", "ops"), ("carol", None)])]
+    sent = [
+        await send(crew, sender, "bob", f"m{i}", channel=channel)
+        for i, (sender, channel) in enumerate(
+            [("alice", None), ("carol", "ops"), ("alice", "ops"), ("carol", None)]
+        )
+    ]
     await send(crew, "alice", "carol", "not for bob")
     ids = [m["id"] for m in sent]
     assert await bodies(crew, "bob") == ["m0", "m1", "m2", "m3"]
@@ -268,8 +295,19 @@ async def test_long_poll_returns_at_once_when_something_matches(
 
 
 async def test_wait_and_limit_out_of_range(crew: aiohttp.ClientSession) -> None:
-    for query in ("wait=61", "wait=-1", "wait=x", "limit=0", "limit=1001", "limit=-5",
-                  "since=-1", "since=abc", "order=sideways", "unread=maybe", "thread=0"):
+    for query in (
+        "wait=61",
+        "wait=-1",
+        "wait=x",
+        "limit=0",
+        "limit=1001",
+        "limit=-5",
+        "since=-1",
+        "since=abc",
+        "order=sideways",
+        "unread=maybe",
+        "thread=0",
+    ):
         resp = await crew.get(f"/api/messages?for=bob&{query}")
         await error_of(resp, 400, "invalid_request")
     assert (await inbox(crew, "bob", limit=1000, wait=0))["messages"] == []
@@ -287,9 +325,7 @@ async def test_idempotency_key(crew: aiohttp.ClientSession) -> None:
     assert replay["id"] == original["id"]
     assert replay["recipients"] == original["recipients"] == ["alice", "bob"]
     assert await bodies(crew, "bob") == ["deploy done"], "delivered once"
-    other = await crew.post(
-        "/api/messages", json={**payload, "from": "cd"}, headers=headers
-    )
+    other = await crew.post("/api/messages", json={**payload, "from": "cd"}, headers=headers)
     assert other.status == 201
     assert (await other.json())["id"] != original["id"]
     assert len(await bodies(crew, "bob")) == 2
@@ -299,10 +335,12 @@ async def test_idempotency_key(crew: aiohttp.ClientSession) -> None:
 
 async def test_concurrent_retries_with_one_key_deliver_once(crew: aiohttp.ClientSession) -> None:
     payload = {"from": "ci", "to": "bob", "body": "once"}
-    answers = await asyncio.gather(*(
-        crew.post("/api/messages", json=payload, headers={"Idempotency-Key": "same"})
-        for _ in range(10)
-    ))
+    answers = await asyncio.gather(
+        *(
+            crew.post("/api/messages", json=payload, headers={"Idempotency-Key": "same"})
+            for _ in range(10)
+        )
+    )
     assert sorted(a.status for a in answers) == [200] * 9 + [201]
     assert len({(await a.json())["id"] for a in answers}) == 1
     assert await bodies(crew, "bob") == ["once"]

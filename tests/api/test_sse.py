@@ -104,7 +104,12 @@ async def test_event_order_and_ids(http: aiohttp.ClientSession) -> None:
         await http.delete("/api/agents/bob")
         events = await stream.take(5)
     assert [e.type for e in events] == [
-        "agent.status", "message.new", "message.claimed", "message.deleted", "agent.removed"]
+        "agent.status",
+        "message.new",
+        "message.claimed",
+        "message.deleted",
+        "agent.removed",
+    ]
     assert all(e.id is not None for e in events)
     ids = [e.id for e in events]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
@@ -127,7 +132,10 @@ async def test_for_filters_to_what_the_agent_should_see(http: aiohttp.ClientSess
         all_events = await firehose.until_quiet()
     seen_by_bob = [(e.type, e.data.get("id")) for e in bob_events]
     assert seen_by_bob == [
-        ("message.new", to_bob), ("message.new", to_team), ("agent.status", "dave")]
+        ("message.new", to_bob),
+        ("message.new", to_team),
+        ("agent.status", "dave"),
+    ]
     assert [e.type for e in all_events].count("message.new") == 3
 
 

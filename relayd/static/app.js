@@ -2,7 +2,7 @@
 //
 // The token lives in sessionStorage and only ever travels in the Authorization header. That is
 // why live updates use fetch() + ReadableStream instead of EventSource: EventSource cannot send
-// headers, and the usual workaround (a ?token= query parameter) would put the token in URLs,
+// headers, and the usual workaround (a token query parameter) would put the token in URLs,
 // logs and the browser history.
 "use strict";
 

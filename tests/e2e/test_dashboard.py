@@ -372,9 +372,16 @@ async def test_compose_box_sends_a_claimable_message(
                             json={"agent": "target-1"}) as response:
             assert response.status == 200
         await page.wait_for(feed_contains("claimed by target-1"))
+        async with api.delete(f"/api/messages/{messages[0]['id']}") as response:
+            assert response.status == 204
+        await page.wait_for("!" + feed_contains("please review #42"))
+        async with api.delete("/api/agents/target-1") as response:
+            assert response.status == 204
+        await page.wait_for("!" + agent_row("target-1"))
 
         await register(api, "peer-1")
-        async with api.post("/api/pairs", json={"from": "target-1", "to": "id:peer-1",
+        await register(api, "peer-2")
+        async with api.post("/api/pairs", json={"from": "peer-2", "to": "id:peer-1",
                                                 "objective": "pair on #42"}) as response:
             assert response.status == 201, await response.text()
         await page.wait_for("document.getElementById('pairs').textContent.includes('pair on #42')")

@@ -3,14 +3,19 @@
 It appends one JSON line per call ({"prog", "argv"}) to $FAKE_SERVICE_LOG and answers the way
 the real tool does for the calls relayctl makes, keeping the service's state (loaded, active,
 enabled) in $FAKE_SERVICE_STATE between calls. With $FAKE_SERVICE_FAIL set, every call prints
-that message on stderr and exits 1, like a manager that cannot be reached.
+that message on stderr and exits 1, like a manager that cannot be reached. With
+$FAKE_SERVICE_EXEC (a JSON argv) set, systemctl start/restart/stop really run that program in
+the background, recording its pid in $FAKE_SERVICE_PIDFILE, so a test can restart a relayd.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 PID = 4242
@@ -28,12 +33,51 @@ def save_state(state: dict[str, bool]) -> None:
     Path(os.environ["FAKE_SERVICE_STATE"]).write_text(json.dumps(state))
 
 
+def stop_program() -> None:
+    pidfile = Path(os.environ["FAKE_SERVICE_PIDFILE"])
+    if not pidfile.exists():
+        return
+    pid = int(pidfile.read_text())
+    pidfile.unlink()
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and is_alive(pid):
+        time.sleep(0.05)
+
+
+def is_alive(pid: int) -> bool:
+    """Running and not a zombie (an orphan is reaped by whoever PID 1 is, maybe never)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def start_program() -> None:
+    log = open(Path(os.environ["FAKE_SERVICE_PIDFILE"]).with_suffix(".log"), "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        json.loads(os.environ["FAKE_SERVICE_EXEC"]), stdin=subprocess.DEVNULL,
+        stdout=log, stderr=log, start_new_session=True,
+    )
+    Path(os.environ["FAKE_SERVICE_PIDFILE"]).write_text(str(proc.pid))
+
+
 def systemctl(args: list[str], state: dict[str, bool]) -> int:
     assert args[0] == "--user", "relayctl must only talk to the user manager"
     verb, rest = args[1], args[2:]
+    runs_program = "FAKE_SERVICE_EXEC" in os.environ
     if verb in ("start", "restart"):
+        if runs_program:
+            stop_program()
+            start_program()
         state["active"] = True
     elif verb == "stop":
+        if runs_program:
+            stop_program()
         state["active"] = False
     elif verb == "enable":
         state["enabled"] = True

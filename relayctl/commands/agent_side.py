@@ -45,7 +45,7 @@ def sentence(summary: str) -> str:
 
 def read_body(text: str) -> str:
     """BODY as given, or standard input for "-"."""
-    body = sys.stdin.read() if text == "-" else text
+    body = sys.stdin.read().removesuffix("\n") if text == "-" else text
     if not body.strip():
         raise CliError("the message body is empty")
     return body
@@ -145,8 +145,9 @@ def pair_line(pair: dict[str, Any]) -> str:
 
 def task_line(task: dict[str, Any]) -> str:
     claimer = f" by {task['claimedBy']}" if task.get("claimedBy") else ""
-    progress = f" {task['progress']}" if task.get("progress") not in (None, "") else ""
-    seen = f" x{task['occurrenceCount']}" if (task.get("occurrenceCount") or 1) > 1 else ""
+    progress = f", progress {task['progress']}" if task.get("progress") not in (None, "") else ""
+    count = task.get("occurrenceCount") or 1
+    seen = f" (seen {count} times)" if count > 1 else ""
     severity = f" {task['severity']}" if task.get("severity") else ""
     return (f"task {task['id']} [{task.get('status')}{claimer}{progress}]{severity} "
             f"{task.get('source')} → {task.get('target')}{seen}  {preview(task.get('title'), 80)}")

@@ -128,6 +128,28 @@ def test_mark_read_and_unread_filter(env: dict[str, str]) -> None:
     assert again.out.strip() == "no messages for dan"
 
 
+def test_inbox_wait_returns_a_message_sent_meanwhile_and_body_reads_stdin(
+    env: dict[str, str],
+) -> None:
+    register(env, "uma", "vic")
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "relayctl.main", "inbox", "--for", "vic", "--wait", "10"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)  # most likely already waiting; if not, the message is simply listed
+        sent = subprocess.run([sys.executable, "-m", "relayctl.main", "send", "vic", "-",
+                               "--from", "uma"], env=env, input="from a pipe\n",
+                              capture_output=True, text=True, timeout=15)
+        assert sent.returncode == 0, sent.stderr
+        out, _ = waiting.communicate(timeout=10)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 0
+    assert "uma → vic" in out and "from a pipe" in out
+
+
 def test_idempotency_key_returns_the_first_message(env: dict[str, str]) -> None:
     register(env, "eve")
     args = ("send", "eve", "once", "--from", "ops", "--idempotency-key", "k-1", "--json")

@@ -24,7 +24,7 @@ from relayctl.service.base import (
     run_command,
     template_text,
 )
-from relayd import paths
+from relayd import paths, settings
 
 TASK_NAME = "AgentRelay"
 TEMPLATE = "windows/agent-relay-task.xml.in"
@@ -44,6 +44,14 @@ def render_task_xml(program: Sequence[str]) -> str:
         command=escape(program[0]),
         arguments=escape(subprocess.list2cmdline(list(program[1:]))),
     )
+
+
+def configured_log_file() -> Path | None:
+    """relayd's log_file setting, when the config (or environment) sets one."""
+    try:
+        return settings.load().log_file
+    except settings.SettingsError:
+        return None
 
 
 class WindowsTaskManager:
@@ -66,6 +74,12 @@ class WindowsTaskManager:
             plan.run(*self._schtasks("/Change", "/TN", TASK_NAME, "/ENABLE"))
         if options.start:
             plan.run(*self._schtasks("/Run", "/TN", TASK_NAME))
+        if configured_log_file() is None:
+            plan.notes.append(
+                "Task Scheduler keeps no output: set log_file in the config file (e.g. "
+                f'log_file = "{paths.default_log_file()}") so relayd writes a log that '
+                "`relayctl daemon logs` can show"
+            )
         if options.environment:
             plan.notes.append(
                 "Task Scheduler tasks take no environment variables: put settings in the "
@@ -121,4 +135,4 @@ class WindowsTaskManager:
         )
 
     def logs(self, lines: int, follow: bool) -> int:
-        return print_log_file(paths.default_log_file(), lines, follow)
+        return print_log_file(configured_log_file() or paths.default_log_file(), lines, follow)

@@ -245,6 +245,13 @@ def test_windows_lifecycle_runs_the_exact_schtasks_commands(tmp_path: Path) -> N
     assert status_json(box, 0)["enabled"] is False
     box.expect(["daemon", "enable"], [["schtasks", "/Change", *task, "/ENABLE"]])
 
+    log_file = box.home / ".local" / "state" / "agent-relay" / "log" / "relayd.log"
+    missing = box.relayctl("daemon", "logs", code=1)
+    assert f"no log file yet at {log_file}" in missing.stderr
+    log_file.parent.mkdir(parents=True)
+    log_file.write_text("a\nb\n")
+    assert box.expect(["daemon", "logs", "-n", "1"], []) == "b\n"
+
     box.expect(["daemon", "uninstall", "--yes"],
                [["schtasks", "/End", *task], ["schtasks", "/Delete", *task, "/F"]])
     assert not xml_path.exists()

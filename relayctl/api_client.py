@@ -120,8 +120,14 @@ def _is_refused(exc: BaseException) -> bool:
 class ApiClient:
     def __init__(self, address: RelayAddress, timeout: float = DEFAULT_TIMEOUT) -> None:
         split = urlsplit(address.url)
-        if split.scheme not in ("http", "https") or not split.hostname:
-            raise CliError(f"cannot use relay URL {address.url}", ExitCode.USAGE)
+        try:
+            valid = split.scheme in ("http", "https") and bool(split.hostname) and (
+                split.port is None or split.port > 0)
+        except ValueError:  # a port that is not a number
+            valid = False
+        if not valid:
+            raise CliError(f"cannot use relay URL {address.url}: expected http(s)://HOST:PORT",
+                           ExitCode.USAGE)
         self.address = address
         self.timeout = timeout
         self._split = split

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from relayctl import api_client
-from relayctl.api_client import RelayAddress, SseEvent, SseParser, api_error, find_relay
+from relayctl.api_client import (
+    ApiClient,
+    RelayAddress,
+    SseEvent,
+    SseParser,
+    api_error,
+    find_relay,
+)
 from relayctl.main import CliError
 
 
@@ -103,3 +110,10 @@ def test_server_errors_become_one_line_with_the_code() -> None:
                             "candidates": ["a", "b"]})
     assert error.message == "pair target 'x' is ambiguous (ambiguous_target); candidates: a, b"
     assert api_error(500, "oops").message == "the relay answered HTTP 500"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:abc", "ftp://relay:21", "http://:4850"])
+def test_an_unusable_url_is_a_usage_error(url: str) -> None:
+    with pytest.raises(CliError, match="cannot use relay URL") as caught:
+        ApiClient(RelayAddress(url, None))
+    assert caught.value.code == 2

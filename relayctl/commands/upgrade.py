@@ -69,10 +69,20 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "--no-index", action="store_true", help="do not use a package index (with --find-links)"
     )
     parser.add_argument(
-        "--wait", type=float, default=VERSION_WAIT_SECONDS, metavar="SECONDS",
+        "--wait", type=_seconds, default=VERSION_WAIT_SECONDS, metavar="SECONDS",
         help=f"how long to wait for the restarted daemon ({VERSION_WAIT_SECONDS:.0f})",
     )
     parser.set_defaults(func=cmd_upgrade)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 600:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 600")
+    return value
 
 
 # ----------------------------------------------------------------------------- detection
@@ -253,6 +263,9 @@ def confirm(args: argparse.Namespace) -> None:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
+    from relayctl.commands.provider import select
+
+    select(args.providers)  # an unknown provider is a usage error before anything changes
     method = detect_install(args)
     if method.command is None:
         raise CliError(method.reason)

@@ -61,19 +61,21 @@ def _allowed_origin(request: web.Request) -> str | None:
 @web.middleware
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Same-origin by default; AGENT_RELAY_CORS_ORIGINS opens the API to listed origins."""
-    origin = _allowed_origin(request)
     if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
-        response: web.StreamResponse = web.Response(status=204 if origin else 403)
-    else:
-        response = await handler(request)
-    if origin and not response.prepared:
+        return web.Response(status=204 if _allowed_origin(request) else 403)
+    return await handler(request)
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response as it is sent, so errors and SSE streams carry them too."""
+    origin = _allowed_origin(request)
+    if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
         response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
         response.headers["Access-Control-Max-Age"] = "600"
         if origin != "*":
             response.headers["Vary"] = "Origin"
-    return response
 
 
 # Scripts and styles come only from /static/ files: no inline code, so the policy can stay strict.
@@ -120,6 +122,7 @@ def create_app(ctx: Context, extra_routes: list[Route] | None = None) -> web.App
         client_max_size=ctx.settings.max_body_bytes,
     )
     app[CONTEXT] = ctx
+    app.on_response_prepare.append(add_cors_headers)
     for method, path, handler in [*ROUTES, *(extra_routes or [])]:
         app.router.add_route(method, path, handler)
     app.router.add_get("/", dashboard)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -41,10 +42,27 @@ def no_content() -> web.Response:
 
 
 async def read_json(request: web.Request) -> Body:
-    raw = await request.read()
+    return _parse_object(await request.read())
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999 would come back out as Infinity, which is not JSON
+        raise ValueError("number out of range")
+    return value
+
+
+def _parse_object(raw: bytes) -> Body:
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        data = json.loads(
+            raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # ValueError also covers NaN/Infinity and integers too long to convert
         raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "request body must be a JSON object")
@@ -57,13 +75,7 @@ async def read_optional_json(request: web.Request) -> Body:
     raw = await request.read()
     if not raw.strip():
         return Body({})
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", "request body must be a JSON object")
-    return Body(data)
+    return _parse_object(raw)
 
 
 def clean_text(value: str, name: str) -> str:

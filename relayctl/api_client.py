@@ -222,18 +222,28 @@ def _query_value(value: str | int | bool) -> str:
     return str(value)
 
 
-def api_error(status: int, data: Any) -> CliError:
+class RelayError(CliError):
+    """The relay refused a request: its HTTP status and machine code, for callers that act on
+    them (a heartbeat that gets 404 registers again)."""
+
+    def __init__(self, message: str, status: int, code: str | None) -> None:
+        super().__init__(message, ExitCode.FAILURE)
+        self.status = status
+        self.error_code = code
+
+
+def api_error(status: int, data: Any) -> RelayError:
     """The server's sentence (and code) as one line; 401 says which variable to check."""
     if not isinstance(data, dict) or "error" not in data:
-        return CliError(f"the relay answered HTTP {status}")
-    code = data.get("code") or f"HTTP {status}"
-    message = f"{data['error']} ({code})"
+        return RelayError(f"the relay answered HTTP {status}", status, None)
+    code = data.get("code")
+    message = f"{data['error']} ({code or f'HTTP {status}'})"
     candidates = data.get("candidates")
     if isinstance(candidates, list) and candidates:
         message += "; candidates: " + ", ".join(str(c) for c in candidates)
     if status == 401:
         message += "; check AGENT_RELAY_TOKEN"
-    return CliError(message)
+    return RelayError(message, status, code if isinstance(code, str) else None)
 
 
 # ----------------------------------------------------------------------------- SSE

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 from urllib.parse import quote
 
+from relayctl.api_client import RelayError
 from relayctl.commands.agent_side import agent_line, client_for, comma_or_many, lines, sentence
 from relayctl.main import CliError, ExitCode, emit
 from relayctl.provider_env import APPROVALS, ProviderEnvError, identity_from_env
@@ -16,6 +17,7 @@ STATUSES = ("online", "busy", "idle", "offline")
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     _register_register(subparsers, common)
+    _register_heartbeat(subparsers, common)
     _register_label(subparsers, common)
     _register_tags(subparsers, common)
     _register_agents(subparsers, common)
@@ -43,24 +45,58 @@ def _register_register(subparsers: Any, common: argparse.ArgumentParser) -> None
     parser.set_defaults(func=_register)
 
 
-def _register(args: argparse.Namespace) -> int:
+def registration(args: argparse.Namespace) -> dict[str, Any]:
+    """The provider environment's registration, with the flags that are given on top."""
     try:
         identity = identity_from_env()
     except ProviderEnvError as exc:
         raise CliError(str(exc)) from None
     body = {**identity.registration(), "version": __version__}
     flags = {
-        "id": args.id,
-        "label": args.label,
-        "tags": comma_or_many(args.tags),
-        "capabilities": comma_or_many(args.caps),
-        "channels": comma_or_many(args.channels),
-        "approval": args.approval,
-        "provider": args.provider,
+        "id": getattr(args, "id", None),
+        "label": getattr(args, "label", None),
+        "tags": comma_or_many(getattr(args, "tags", None)),
+        "capabilities": comma_or_many(getattr(args, "caps", None)),
+        "channels": comma_or_many(getattr(args, "channels", None)),
+        "approval": getattr(args, "approval", None),
+        "provider": getattr(args, "provider", None),
     }
     body.update({k: v for k, v in flags.items() if v is not None})
-    agent = client_for(args).post("/agents", body)
+    return body
+
+
+def _register(args: argparse.Namespace) -> int:
+    agent = client_for(args).post("/agents", registration(args))
     emit(args, agent, f"registered {agent_line(agent)}")
+    return ExitCode.OK
+
+
+# ----------------------------------------------------------------------------- heartbeat
+
+
+def _register_heartbeat(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    summary = "tell the relay this agent is alive (registers it again if the relay forgot it)"
+    parser = subparsers.add_parser("heartbeat", parents=[common], help=summary,
+                                   description=sentence(summary) + ". Run it more often than "
+                                   "the relay's STALE_TTL_MS (default 90 s).")
+    parser.add_argument("--id", help="agent id (default: as for register)")
+    parser.add_argument("--status", choices=("online", "busy", "idle"), help="report a status")
+    parser.set_defaults(func=_heartbeat)
+
+
+def _heartbeat(args: argparse.Namespace) -> int:
+    client = client_for(args)
+    agent_id = args.id or registration(args)["id"]
+    body = {"status": args.status} if args.status else {}
+    try:
+        agent = client.post(f"/agents/{_quoted(agent_id)}/heartbeat", body)
+        verb = "alive:"
+    except RelayError as exc:
+        if exc.status != 404:
+            raise
+        agent = client.post("/agents", {**registration(args), "id": agent_id, **body})
+        verb = "registered again:"
+    emit(args, agent, f"{verb} {agent_line(agent)}")
     return ExitCode.OK
 
 

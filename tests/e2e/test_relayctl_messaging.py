@@ -262,6 +262,14 @@ def test_register_from_the_provider_environment(env: dict[str, str], tmp_path: P
     assert "welcome" in inbox.stdout
 
 
+def test_heartbeat_registers_again_when_the_relay_forgot_the_agent(env: dict[str, str]) -> None:
+    provider = {**env, "AGENT_RELAY_AGENT_ID": "wes", "AGENT_RELAY_LABEL": "Wes"}
+    first = ok(provider, "heartbeat", "--status", "busy")
+    assert first.out.startswith('registered again: wes "Wes" [busy]')
+    second = ok(provider, "heartbeat", "--json").json()
+    assert (second["id"], second["status"], second["label"]) == ("wes", "busy", "Wes")
+
+
 def test_pair_session_from_invite_to_hangup(env: dict[str, str]) -> None:
     register(env, "max", "ned", tags="pairing")
     started = ok(env, "pair", "start", "ned", "--from", "max", "--objective", "refactor",
@@ -305,6 +313,8 @@ def test_wrong_token_is_one_line_and_exit_1(env: dict[str, str]) -> None:
     assert "(unauthorized)" in result.err and "AGENT_RELAY_TOKEN" in result.err
     missing = run({k: v for k, v in env.items() if k != "AGENT_RELAY_TOKEN"}, "agents")
     assert missing.code == 1 and "(unauthorized)" in missing.err
+    stream = run({**env, "AGENT_RELAY_TOKEN": "not-the-token"}, "watch", "--for", "x")
+    assert stream.code == 1 and "(unauthorized)" in stream.err
 
 
 def free_port() -> int:
@@ -361,7 +371,8 @@ def test_watch_resumes_after_the_relay_restarts(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [["send"], ["send-claimable"], ["inbox"], ["watch"], ["claim"], ["register"], ["label"],
+    [["send"], ["send-claimable"], ["inbox"], ["watch"], ["claim"], ["register"], ["heartbeat"],
+     ["label"],
      ["tags"], ["agents"], ["pair"], ["pair", "start"], ["pair", "accept"], ["pair", "reject"],
      ["pair", "say"], ["pair", "hangup"], ["pair", "list"], ["tasks"], ["tasks", "claim"],
      ["tasks", "status"]],

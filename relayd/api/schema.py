@@ -106,6 +106,8 @@ SCHEMAS: dict[str, Schema] = {
                 "items": {"type": "string"},
                 "description": "with ambiguous_target: the matching agent ids",
             },
+            "agent": {"type": "string", "description": "with busy: the agent already paired"},
+            "pairId": {**POSITIVE_ID, "description": "with busy: its open pair"},
         },
         ["error", "code"],
     ),
@@ -742,8 +744,13 @@ PAIRS: dict[str, dict[str, Any]] = {
         "post": {
             "operationId": "createPair",
             "summary": "Invite an agent that is not offline to a pair session",
+            "parameters": [param("IdempotencyKey")],
             "requestBody": request_body("NewPair"),
-            "responses": {"201": answer("pending", "Pair"), **errors(400, 404, 409, 413)},
+            "responses": {
+                "201": answer("pending; the partner gets an invite message", "Pair"),
+                "200": answer("a repeated Idempotency-Key: the original pair", "Pair"),
+                **errors(400, 404, 409, 413),
+            },
         },
         "get": {
             "operationId": "listPairs",

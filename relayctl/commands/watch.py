@@ -9,7 +9,6 @@ import sys
 import time
 from typing import Any
 
-from relayctl.api_client import SseEvent, stream_events
 from relayctl.commands.agent_side import (
     acting_agent,
     add_agent_option,
@@ -20,6 +19,7 @@ from relayctl.commands.agent_side import (
     seconds,
     sentence,
 )
+from relayctl.event_stream import SseEvent, stream_events
 from relayctl.main import ExitCode
 
 

@@ -11,14 +11,8 @@ from pathlib import Path
 import pytest
 
 from relayctl import api_client
-from relayctl.api_client import (
-    ApiClient,
-    RelayAddress,
-    SseEvent,
-    SseParser,
-    api_error,
-    find_relay,
-)
+from relayctl.api_client import ApiClient, RelayAddress, api_error, find_relay
+from relayctl.event_stream import SseEvent, SseParser
 from relayctl.main import CliError
 
 

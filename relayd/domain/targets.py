@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from relayd.domain.models import Agent
 
-AGENT_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+AGENT_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}\Z")  # \Z: "$" would allow a final newline
 SELECTOR_KINDS = ("tag", "cap", "label", "machine")
 
 

@@ -219,6 +219,7 @@ async def _next_event(stream: aiohttp.ClientResponse) -> tuple[str, Any]:
         {"id": "slash/id"},
         {"id": "a" * 129},
         {"id": "é"},
+        {"id": "trailing-newline\n"},
         {"id": 12},
         {"id": None},
         {"id": ["a"]},

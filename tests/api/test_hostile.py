@@ -83,9 +83,7 @@ async def test_bodies_that_are_not_json_objects(
     world: aiohttp.ClientSession, method: str, path: str, raw: bytes
 ) -> None:
     before = await snapshot(world)
-    resp = await world.request(
-        method, path, data=raw, headers={"Content-Type": "application/json"}
-    )
+    resp = await world.request(method, path, data=raw, headers={"Content-Type": "application/json"})
     assert resp.status == 400, await resp.text()
     await assert_error(resp, 400, None)
     assert (await resp.json())["code"] in ("invalid_json", "invalid_request")
@@ -117,6 +115,7 @@ BAD_MESSAGES = [
     message(to="tag:"),
     message(to="id:"),
     message(to="bob/../x"),
+    message(to="bob\n"),
     message(body=""),
     message(body=5),
     message(body=["x"]),
@@ -383,9 +382,7 @@ async def test_cors_with_listed_origins(relay_factory: Any) -> None:
         assert preflight.headers["Access-Control-Allow-Origin"] == "http://app.example"
         assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
         assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
-        ok = await http.get(
-            "/api/health", headers={**allowed, "Authorization": f"Bearer {TOKEN}"}
-        )
+        ok = await http.get("/api/health", headers={**allowed, "Authorization": f"Bearer {TOKEN}"})
         assert ok.status == 200
         assert ok.headers["Access-Control-Allow-Origin"] == "http://app.example"
         denied = await http.get("/api/health", headers=allowed)

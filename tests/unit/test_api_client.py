@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from relayctl import api_client
 from relayctl.api_client import ApiClient, RelayAddress, api_error, find_relay
-from relayctl.event_stream import SseEvent, SseParser
+from relayctl.event_stream import SseEvent, SseParser, stream_events
 from relayctl.main import CliError
 
 
@@ -111,3 +115,63 @@ def test_an_unusable_url_is_a_usage_error(url: str) -> None:
     with pytest.raises(CliError, match="cannot use relay URL") as caught:
         ApiClient(RelayAddress(url, None))
     assert caught.value.code == 2
+
+
+class OneEventPerConnection(http.server.BaseHTTPRequestHandler):
+    """Each connection gets one event (ids 1, 2, …) and is then closed, like a dropped stream."""
+
+    protocol_version = "HTTP/1.0"
+    seen_last_ids: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        self.seen_last_ids.append(self.headers.get("Last-Event-ID"))
+        number = len(self.seen_last_ids)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.write(f'id: {number}\nevent: message.new\ndata: {{"n": {number}}}\n\n'.encode())
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def dropping_server() -> Iterator[http.server.ThreadingHTTPServer]:
+    OneEventPerConnection.seen_last_ids = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OneEventPerConnection)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def client_of(server: http.server.ThreadingHTTPServer) -> ApiClient:
+    return ApiClient(RelayAddress(f"http://127.0.0.1:{server.server_address[1]}", None))
+
+
+def test_a_dropped_stream_resumes_with_last_event_id(
+    dropping_server: http.server.ThreadingHTTPServer,
+) -> None:
+    delays: list[float] = []
+    events = stream_events(client_of(dropping_server), {"for": "a"}, last_event_id=0,
+                           sleep=delays.append)
+    received = [next(events) for _ in range(3)]
+    events.close()
+    assert [e.data for e in received] == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert OneEventPerConnection.seen_last_ids == ["0", "1", "2"]
+    assert delays == [0.25, 0.25]  # each reconnect succeeded, so the backoff never grew
+
+
+def test_retries_are_bounded_with_growing_backoff(
+    dropping_server: http.server.ThreadingHTTPServer,
+) -> None:
+    delays: list[float] = []
+    events = stream_events(client_of(dropping_server), {}, sleep=delays.append)
+    assert next(events).data == {"n": 1}
+    dropping_server.shutdown()
+    dropping_server.server_close()
+    with pytest.raises(CliError, match="lost the event stream") as caught:
+        next(events)
+    assert caught.value.code == 3
+    assert delays == [0.25, 0.5, 1.0, 2.0, 4.0, 5.0]

@@ -1,0 +1,220 @@
+"""`relayd` as a real child process: port selection, signals, crash durability, bind safety,
+setting errors and the reaper."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from relayd import settings as settings_mod
+from relayd.settings import SettingsError
+from tests.helpers import RelaydProcess
+
+Start = Callable[..., RelaydProcess]
+
+
+async def post(session: aiohttp.ClientSession, url: str, payload: dict[str, Any]) -> Any:
+    async with session.post(url, json=payload) as resp:
+        assert resp.status in (200, 201), await resp.text()
+        return await resp.json()
+
+
+async def test_port_zero_picks_a_free_port_and_logs_it(relayd_process: Start) -> None:
+    relay = relayd_process()
+    match = re.search(r"serving on http://127\.0\.0\.1:(\d+)", relay.stderr)
+    assert match and int(match.group(1)) > 0
+    async with aiohttp.ClientSession() as http, http.get(relay.api + "/health") as resp:
+        assert resp.status == 200
+        assert (await resp.json())["status"] == "ok"
+
+
+async def test_sigterm_ends_streams_and_long_polls_and_exits_0(relayd_process: Start) -> None:
+    relay = relayd_process()
+    async with aiohttp.ClientSession() as http:
+        await post(http, relay.api + "/agents", {"id": "bob"})
+        async with http.get(relay.api + "/events") as stream:
+            assert (await stream.content.readline()).startswith(b":")
+            poll = asyncio.create_task(
+                http.get(relay.api + "/messages", params={"for": "bob", "since": 1, "wait": 30})
+            )
+            await asyncio.sleep(0.3)
+            assert not poll.done()
+            started = time.monotonic()
+            relay.signal(signal.SIGTERM)
+            rest = await asyncio.wait_for(stream.content.read(), 5)
+            assert b"data:" not in rest
+            answer = await asyncio.wait_for(poll, 5)
+            assert answer.status in (200, 503)
+        assert time.monotonic() - started < 5
+    assert await asyncio.to_thread(relay.wait, 10) == 0
+    assert "relayd stopped" in relay.stderr
+
+
+async def test_sigint_exits_0(relayd_process: Start) -> None:
+    relay = relayd_process()
+    relay.signal(signal.SIGINT)
+    assert await asyncio.to_thread(relay.wait, 10) == 0
+    assert "Traceback" not in relay.stderr
+
+
+async def test_acknowledged_messages_survive_kill_9(relayd_process: Start) -> None:
+    relay = relayd_process()
+    async with aiohttp.ClientSession() as http:
+        await post(http, relay.api + "/agents", {"id": "bob"})
+        single = await post(http, relay.api + "/messages", {"from": "ci", "to": "bob", "body": "1"})
+        assert relay.proc is not None
+        relay.proc.kill()
+        relay.wait(5)
+    relay = relayd_process()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{relay.api}/messages/{single['id']}") as resp,
+    ):
+        assert resp.status == 200
+        assert (await resp.json())["body"] == "1"
+
+
+async def test_a_burst_of_acknowledged_messages_survives_kill_9(relayd_process: Start) -> None:
+    relay = relayd_process()
+    connector = aiohttp.TCPConnector(limit=200)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        await post(http, relay.api + "/agents", {"id": "bob"})
+        url = relay.api + "/messages"
+        sends = [post(http, url, {"from": "ci", "to": "bob", "body": f"m{i}"}) for i in range(200)]
+        acknowledged = [m["id"] for m in await asyncio.gather(*sends)]
+        assert relay.proc is not None
+        relay.proc.kill()  # right after the last 201: no graceful shutdown
+        relay.wait(5)
+    relay = relayd_process()
+    async with aiohttp.ClientSession() as http:
+        params = {"for": "bob", "limit": 1000}
+        async with http.get(relay.api + "/messages", params=params) as resp:
+            stored = {m["id"] for m in (await resp.json())["messages"]}
+    assert len(acknowledged) == 200
+    assert set(acknowledged) <= stored
+
+
+def test_refuses_a_public_bind_without_token(relayd_process: Start) -> None:
+    relay = relayd_process(env={"HOST": "0.0.0.0"}, expect_serving=False)
+    assert relay.wait(10) != 0
+    lines = relay.stderr.strip().splitlines()
+    assert len(lines) == 1, relay.stderr
+    assert "AGENT_RELAY_TOKEN" in lines[0] and "0.0.0.0" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"HOST": "0.0.0.0", "AGENT_RELAY_ALLOW_UNAUTH": "1"},
+        {"HOST": "0.0.0.0", "AGENT_RELAY_TOKEN": "a-long-secret-token"},
+        {"HOST": "::1"},
+        {"HOST": "localhost"},
+    ],
+)
+def test_bind_safety_lets_these_start(env: dict[str, str], tmp_path: Path) -> None:
+    """Checked in-process: the tests never listen beyond loopback."""
+    settings = settings_mod.load(config=_empty_config(tmp_path), env=env)
+    settings_mod.check_bind_safety(settings)
+
+
+def test_bind_safety_refuses_public_hosts(tmp_path: Path) -> None:
+    for host in ("0.0.0.0", "::", "192.0.2.10"):
+        settings = settings_mod.load(config=_empty_config(tmp_path), env={"HOST": host})
+        with pytest.raises(SettingsError, match="AGENT_RELAY_TOKEN"):
+            settings_mod.check_bind_safety(settings)
+
+
+def _empty_config(tmp_path: Path) -> Path:
+    config = tmp_path / "empty.toml"
+    config.write_text("")
+    return config
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PORT": "abc"}, "port"),
+        ({"PORT": "70000"}, "port"),
+        ({"STALE_TTL_MS": "-5"}, "stale_ttl_ms"),
+        ({"AGENT_RELAY_ALLOW_UNAUTH": "perhaps"}, "allow_unauth"),
+        ({"AGENT_RELAY_INTEGRATIONS": "[{"}, "integrations"),
+    ],
+)
+def test_invalid_setting_is_one_line_naming_it(
+    relayd_process: Start, env: dict[str, str], named: str
+) -> None:
+    relay = relayd_process(env=env, expect_serving=False)
+    assert relay.wait(10) != 0
+    lines = relay.stderr.strip().splitlines()
+    assert len(lines) == 1, relay.stderr
+    assert named in lines[0] and next(iter(env)) in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        ("port = \n", "not valid TOML"),
+        ("port = 'abc'\n", "port"),
+        ("colour = 'blue'\n", "colour"),
+    ],
+)
+def test_broken_config_file_is_one_line(
+    relayd_process: Start, tmp_path: Path, toml: str, named: str
+) -> None:
+    config = tmp_path / "broken.toml"
+    config.write_text(toml)
+    relay = relayd_process(env={"AGENT_RELAY_CONFIG": str(config)}, expect_serving=False)
+    assert relay.wait(10) != 0
+    lines = relay.stderr.strip().splitlines()
+    assert len(lines) == 1, relay.stderr
+    assert named in lines[0] and str(config) in lines[0]
+
+
+async def test_reaper_takes_stale_agents_offline_then_removes_them(
+    relayd_process: Start,
+) -> None:
+    relay = relayd_process(
+        env={"STALE_TTL_MS": "1000", "OFFLINE_PRUNE_MS": "1000", "REAP_INTERVAL_MS": "100"}
+    )
+    async with aiohttp.ClientSession() as http:
+        async with http.get(relay.api + "/events") as stream:
+            assert (await stream.content.readline()).startswith(b":")
+            started = time.monotonic()
+            await post(http, relay.api + "/agents", {"id": "quiet"})
+            events = await _collect(stream, until="agent.removed", timeout=6)
+        elapsed = time.monotonic() - started
+        async with http.get(relay.api + "/agents/quiet") as resp:
+            assert resp.status == 404
+    kinds = [(kind, data.get("status")) for kind, data in events]
+    assert kinds == [
+        ("agent.status", "online"),
+        ("agent.status", "offline"),
+        ("agent.removed", None),
+    ]
+    assert 1.5 < elapsed < 6
+
+
+async def _collect(
+    stream: aiohttp.ClientResponse, until: str, timeout: float
+) -> list[tuple[str, Any]]:
+    events: list[tuple[str, Any]] = []
+    kind = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = (await asyncio.wait_for(stream.content.readline(), timeout)).decode().strip()
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            events.append((kind, json.loads(line[6:])))
+            if kind == until:
+                return events
+    raise AssertionError(f"no {until} event in {timeout}s: {events}")

@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sqlite3
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from relayd import __version__, pairs_service
+from relayd import __version__, pairs_service, tasks_service
+from relayd import settings as settings_mod
 from relayd.app import Route, create_app
 from relayd.bus import LocalBus
 from relayd.context import Context
+from relayd.notify import Notifier
 from relayd.reaper import Reaper
 from relayd.settings import Settings
 from relayd.storage.sqlite import SQLiteStore
@@ -25,6 +29,7 @@ from relayd.storage.sqlite import SQLiteStore
 log = logging.getLogger("relayd")
 Hook = Callable[["Relay"], Awaitable[None]]
 SHUTDOWN_TIMEOUT = 5.0
+MAX_REQUEST_LINE = 64 * 1024
 
 
 class StartupError(RuntimeError):
@@ -45,6 +50,14 @@ class Relay:
         self.stop_hooks: list[Hook] = []  # run first at stop, in reverse order
         self.runner: web.AppRunner | None = None
         self.address: tuple[str, int] | None = None
+        tasks_service.install(self)  # after the hook lists: it adds the callback worker
+        # control imports StartupError from here, hence the late import
+        from relayd.control import ControlServer, InstanceGuard
+
+        self.guard = InstanceGuard(settings)
+        self.control = ControlServer(self)
+        self.notifier = Notifier()
+        self.settings_source: Callable[[], Settings] | None = None  # what reload re-reads
 
     @property
     def settings(self) -> Settings:
@@ -57,23 +70,54 @@ class Relay:
         return f"http://{host if ':' not in host else f'[{host}]'}:{port}"
 
     async def start(self) -> None:
-        await self.ctx.store.open(self.ctx.bus.publish)
+        self.guard.acquire()  # before anything touches the socket or the database
         try:
-            await self._serve_http()
-        except Exception:
-            await self.ctx.store.close()
+            await self._open_storage()
+            try:
+                await self._serve_http()
+            except Exception:
+                await self.ctx.store.close()
+                raise
+        except BaseException:
+            self.guard.release()
             raise
         self.reaper.start()
         for hook in self.start_hooks:
             await hook(self)
+        try:
+            await self.control.start()
+        except BaseException:
+            await self.stop()
+            raise
         log.info(
             "relayd %s serving on %s (database %s)", __version__, self.url, self.ctx.store.location
         )
+        self.notifier.start(self.status_line())
+
+    async def _open_storage(self) -> None:
+        try:
+            await self.ctx.store.open(self.ctx.bus.publish)
+        except (OSError, sqlite3.Error) as exc:
+            await self.ctx.store.close()
+            raise StartupError(
+                f"cannot open the database {self.settings.db_path}: {exc}"
+                " (check that its directory exists and is writable, or choose another with --db)"
+            ) from None
+
+    def status_line(self) -> str:
+        return f"serving {self.url}" if self.address else "starting"
 
     async def _serve_http(self) -> None:
         app = create_app(self.ctx, self.extra_routes)
+        # Generous request-line/header limits: aiohttp's own 8 KiB refusal is plain text, so a
+        # long query string should reach our validators and get the JSON 400 instead.
         self.runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            max_line_size=MAX_REQUEST_LINE,
+            max_field_size=MAX_REQUEST_LINE,
         )
         await self.runner.setup()
         site = web.TCPSite(
@@ -92,6 +136,8 @@ class Relay:
     async def stop(self) -> None:
         """Stop accepting, end SSE streams and long-polls, finish writes, close storage."""
         self.ctx.stopping.set()
+        await self.notifier.stop()
+        await self.control.stop()
         for hook in reversed(self.stop_hooks):
             try:
                 await hook(self)
@@ -103,7 +149,34 @@ class Relay:
             await self.runner.cleanup()
             self.runner = None
         await self.ctx.store.close()
+        self.guard.release()
         log.info("relayd stopped")
+
+    def request_stop(self) -> None:
+        """Stop soon, from inside a request (control /v1/shutdown)."""
+        stop = self.ctx.extras.get("request_stop")
+        if stop is not None:
+            stop()
+        else:  # in-process relays (tests) have no signal loop to wake
+            self.ctx.extras["stop_task"] = asyncio.ensure_future(self.stop())
+
+    def reload(self) -> list[str]:
+        """Re-read the settings and apply what can change live; SettingsError keeps the old."""
+        self.notifier.reloading()
+        try:
+            changed = self.apply_settings(self._read_settings())
+        finally:
+            self.notifier.ready(self.status_line())
+        log.info("reloaded settings%s", f": {', '.join(changed)}" if changed else " (no change)")
+        return changed
+
+    def _read_settings(self) -> Settings:
+        if self.settings_source is not None:
+            return self.settings_source()
+        config: Path | None = self.settings.config_path
+        if config is None or not config.exists():
+            return self.settings
+        return settings_mod.load(config=config)
 
     def apply_settings(self, settings: Settings) -> list[str]:
         """Take reloadable settings live (SIGHUP / control reload); returns what changed."""

@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import enum
 import logging
+import logging.handlers
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from relayd import __version__
+from relayd import __version__, logring
 from relayd import settings as settings_mod
 from relayd.lifecycle import Relay, StartupError
 from relayd.settings import Settings, SettingsError
@@ -56,12 +58,28 @@ def load_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def setup_logging(level: str) -> None:
+LOG_FILE_BYTES = 5 * 1024 * 1024
+LOG_FILE_BACKUPS = 3
+
+
+def setup_logging(level: str, log_file: Path | None = None) -> None:
+    """stderr always; the in-memory ring for `relayctl logs`; a rotating file if configured."""
     logging.basicConfig(
         stream=sys.stderr,
         level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=logring.FORMAT,
     )
+    logring.install()
+    if log_file is not None:
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.handlers.RotatingFileHandler(
+                log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+            )
+        except OSError as exc:
+            raise StartupError(f"cannot write the log file {log_file}: {exc.strerror}") from None
+        handler.setFormatter(logging.Formatter(logring.FORMAT))
+        logging.getLogger().addHandler(handler)
 
 
 async def serve(relay: Relay, reload: argparse.Namespace | None = None) -> None:
@@ -69,8 +87,10 @@ async def serve(relay: Relay, reload: argparse.Namespace | None = None) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if reload is not None and hasattr(signal, "SIGHUP"):
-        loop.add_signal_handler(signal.SIGHUP, lambda: _reload(relay, reload))
+    if reload is not None:
+        relay.settings_source = lambda: load_settings(reload)
+    if hasattr(signal, "SIGHUP"):
+        loop.add_signal_handler(signal.SIGHUP, lambda: _reload(relay))
     relay.ctx.extras["request_stop"] = stop.set
     await relay.start()
     try:
@@ -80,13 +100,11 @@ async def serve(relay: Relay, reload: argparse.Namespace | None = None) -> None:
         await relay.stop()
 
 
-def _reload(relay: Relay, args: argparse.Namespace) -> None:
+def _reload(relay: Relay) -> None:
     try:
-        changed = relay.apply_settings(load_settings(args))
+        relay.reload()
     except SettingsError as exc:
         log.error("reload refused, keeping the running settings: %s", exc)
-        return
-    log.info("reloaded settings%s", f": {', '.join(changed)}" if changed else " (no change)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,9 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"relayd: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
-    setup_logging(settings.log_level)
-    relay = Relay(settings)
     try:
+        setup_logging(settings.log_level, settings.log_file)
+        relay = Relay(settings)
         asyncio.run(serve(relay, args))
     except StartupError as exc:
         print(f"relayd: {exc}", file=sys.stderr)

@@ -1,0 +1,455 @@
+"""The admin control plane: HTTP+JSON under /v1 on a private Unix socket.
+
+Only the owning user may use it: the socket is 0600 in a 0700 directory, the peer's uid is
+checked where the OS tells it (SO_PEERCRED), and requests carrying Origin or Referer are refused
+so a web page cannot reach it through a browser. ``InstanceGuard`` makes sure a second relayd
+never takes over a live socket or database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import stat
+import struct
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psutil
+from aiohttp import web
+
+from relayd import __version__, configfile, logring, paths
+from relayd.api.stats import collect_stats
+from relayd.errors import ApiError, conflict, error_middleware, forbidden, invalid, unavailable
+from relayd.lifecycle import StartupError
+from relayd.settings import Settings, SettingsError, replace
+
+if TYPE_CHECKING:
+    from relayd.lifecycle import Relay
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the socket probe still guards
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger("relayd.control")
+
+CONTROL_API_VERSION = "1"
+API_HEADER = "X-Agent-Relay-Control-Api"
+VERSION_HEADER = "X-Agent-Relay-Version"
+MAX_LOG_LINES = 10_000
+PROBE_TIMEOUT = 2.0
+CONTROL_SHUTDOWN_TIMEOUT = 1.0
+
+
+# ------------------------------------------------------------------------ single instance
+
+
+class InstanceGuard:
+    """Refuses to start next to a live relayd: same socket (probe) or same database (flock)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.socket_path = settings.socket_path
+        self.lock_path = paths.lock_file_for(settings.db_path)
+        self._lock_fd: int | None = None
+
+    def acquire(self) -> None:
+        check_socket_path_length(self.socket_path)
+        probe_socket(self.socket_path)
+        self._lock_database()
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the flock
+            self._lock_fd = None
+
+    def _lock_database(self) -> None:
+        if fcntl is None:
+            return
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot use the data directory {self.lock_path.parent}: {exc.strerror}"
+                " (create it or make it writable, or choose another database with --db)"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            raise StartupError(
+                f"relayd is already running (pid {pid}, database {self.lock_path.with_suffix('')})"
+                "; stop it first (relayctl daemon stop) or use another --db"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+
+def _read_pid(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        os.lseek(fd, 0, os.SEEK_SET)
+        return str(int(os.read(fd, 32).decode().strip()))
+    return "unknown"
+
+
+def check_socket_path_length(path: Path) -> None:
+    size = len(os.fsencode(path))
+    if size >= paths.MAX_SOCKET_PATH:
+        raise StartupError(
+            f"control socket path is too long ({size} bytes; this OS allows "
+            f"{paths.MAX_SOCKET_PATH - 1}): {path}; choose a shorter one with --socket or "
+            "AGENT_RELAY_SOCKET"
+        )
+
+
+def probe_socket(path: Path) -> None:
+    """A live socket means another relayd: refuse. Only a refused connection means stale."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise StartupError(f"{path} exists and is not a socket; move it away or use --socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(PROBE_TIMEOUT)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        log.info("removing stale control socket %s (no relayd behind it)", path)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    except FileNotFoundError:
+        return
+    except PermissionError:
+        raise StartupError(
+            f"cannot use control socket {path}: permission denied (owned by uid "
+            f"{os.lstat(path).st_uid}); choose another with --socket"
+        ) from None
+    except OSError:
+        pass  # it exists and did not refuse (e.g. timed out): treat it as live
+    finally:
+        probe.close()
+    raise StartupError(
+        f"relayd is already running (pid {_pid_behind(path)}, socket {path});"
+        " use `relayctl status`, or stop it with `relayctl daemon stop`"
+    )
+
+
+def _pid_behind(socket_path: Path) -> str:
+    record = read_listen_file(socket_path.parent / paths.LISTEN_FILENAME)
+    if record and record.get("socket") == str(socket_path):
+        return str(record.get("pid", "unknown"))
+    return "unknown"
+
+
+def read_listen_file(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def prepare_socket_dir(directory: Path) -> None:
+    """Create the socket's directory 0700; never use one that belongs to someone else."""
+    existed = directory.exists()
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not existed:
+            os.chmod(directory, 0o700)
+        info = directory.stat()
+    except OSError as exc:
+        raise StartupError(
+            f"cannot create the control socket directory {directory}: {exc.strerror};"
+            " choose another socket path with --socket"
+        ) from None
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise StartupError(
+            f"control socket directory {directory} belongs to another user (uid {info.st_uid});"
+            " choose another socket path with --socket"
+        )
+    if info.st_mode & 0o077:
+        log.warning("control socket directory %s is accessible to others; the socket itself"
+                    " is 0600", directory)
+
+
+# ------------------------------------------------------------------------ request guard
+
+
+def peer_uid(request: web.Request) -> int | None:
+    """The connecting process's uid (Linux SO_PEERCRED), or None where the OS does not say."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return int(uid)
+
+
+@web.middleware
+async def guard_middleware(
+    request: web.Request, handler: Any
+) -> web.StreamResponse:
+    if "Origin" in request.headers or "Referer" in request.headers:
+        raise forbidden("the control socket refuses browser requests (Origin/Referer present)")
+    uid = peer_uid(request)
+    if uid is not None and uid != os.getuid():
+        raise forbidden(f"uid {uid} may not use this control socket; it belongs to uid "
+                        f"{os.getuid()}")
+    requested = request.headers.get(API_HEADER)
+    if requested is not None and requested.strip() != CONTROL_API_VERSION:
+        raise invalid(
+            f"control API version {requested!r} is not supported: this relayd {__version__} "
+            f"speaks version {CONTROL_API_VERSION}; upgrade relayctl and relayd to the same "
+            "release"
+        )
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+async def _add_version_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[VERSION_HEADER] = __version__
+
+
+# ------------------------------------------------------------------------ the server
+
+
+class ControlServer:
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.runner: web.AppRunner | None = None
+        self.path: Path | None = None
+        self.ring = logring.installed()
+
+    @property
+    def listen_file(self) -> Path:
+        return self.relay.settings.socket_path.parent / paths.LISTEN_FILENAME
+
+    async def start(self) -> None:
+        path = self.relay.settings.socket_path
+        prepare_socket_dir(path.parent)
+        self.runner = web.AppRunner(
+            self._make_app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=CONTROL_SHUTDOWN_TIMEOUT,
+        )
+        await self.runner.setup()
+        try:
+            await web.UnixSite(self.runner, str(path)).start()
+        except OSError as exc:
+            await self.runner.cleanup()
+            self.runner = None
+            raise StartupError(f"cannot listen on control socket {path}: {exc.strerror}") from None
+        self.path = path
+        os.chmod(path, 0o600)
+        self._write_listen_file()
+        log.info("control socket %s", path)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        if self.path is not None:
+            # Python before 3.13 leaves the socket file behind
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            record = read_listen_file(self.listen_file)
+            if record is not None and record.get("pid") == os.getpid():
+                with contextlib.suppress(FileNotFoundError):
+                    self.listen_file.unlink()
+            self.path = None
+
+    def _make_app(self) -> web.Application:
+        app = web.Application(
+            middlewares=[error_middleware, guard_middleware], client_max_size=64 * 1024
+        )
+        app.on_response_prepare.append(_add_version_header)
+        app.router.add_get("/v1/status", self.status)
+        app.router.add_post("/v1/reload", self.reload)
+        app.router.add_post("/v1/token/rotate", self.rotate_token)
+        app.router.add_post("/v1/prune", self.prune)
+        app.router.add_post("/v1/backup", self.backup)
+        app.router.add_post("/v1/shutdown", self.shutdown)
+        app.router.add_get("/v1/logs", self.logs)
+        return app
+
+    def _write_listen_file(self) -> None:
+        record = {
+            "pid": os.getpid(),
+            "version": __version__,
+            "socket": str(self.path),
+            "url": self.relay.url,
+            "host": self.relay.address[0] if self.relay.address else None,
+            "port": self.relay.address[1] if self.relay.address else None,
+            "database": str(self.relay.settings.db_path),
+        }
+        tmp = self.listen_file.with_name(f".{paths.LISTEN_FILENAME}.{os.getpid()}")
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.listen_file)
+
+    # -------------------------------------------------------------------- handlers
+
+    async def status(self, request: web.Request) -> web.Response:
+        relay, ctx = self.relay, self.relay.ctx
+        stats = await collect_stats(ctx)
+        counts = {k: v for k, v in stats.items() if k not in ("version", "uptimeSeconds")}
+        host, port = relay.address or (relay.settings.host, relay.settings.port)
+        settings = ctx.settings
+        return web.json_response(
+            {
+                "pid": os.getpid(),
+                "version": __version__,
+                "python": sys.version.split()[0],
+                "uptimeSeconds": ctx.uptime_seconds,
+                "listen": {"host": host, "port": port, "url": relay.url},
+                "socket": str(self.path),
+                "configPath": str(settings.config_path) if settings.config_path else None,
+                "logFile": str(settings.log_file) if settings.log_file else None,
+                "database": {"path": str(settings.db_path), "sizeBytes": ctx.store.file_size()},
+                "memory": {"rssBytes": psutil.Process().memory_info().rss},
+                "connections": {"sse": ctx.sse_connections},
+                "tokenRequired": settings.token is not None,
+                "counts": counts,
+            }
+        )
+
+    async def reload(self, request: web.Request) -> web.Response:
+        try:
+            changed = self.relay.reload()
+        except SettingsError as exc:
+            raise invalid(f"reload refused, the running settings are kept: {exc}") from None
+        return web.json_response({"reloaded": True, "changed": changed})
+
+    async def rotate_token(self, request: web.Request) -> web.Response:
+        if os.environ.get("AGENT_RELAY_TOKEN"):
+            raise conflict(
+                "invalid_state",
+                "the token comes from relayd's environment (AGENT_RELAY_TOKEN), which overrides"
+                " the config file; change it there and restart",
+            )
+        settings = self.relay.settings
+        config = settings.config_path or paths.default_config_file()
+        token = secrets.token_urlsafe(32)
+        try:
+            configfile.update(config, token=token)
+        except SettingsError as exc:
+            raise conflict("invalid_state", f"cannot rotate: {exc}") from None
+        except OSError as exc:
+            raise unavailable(f"cannot write {config}: {exc.strerror}") from None
+        self.relay.ctx.settings = replace(self.relay.settings, token=token)
+        log.info("admin token rotated and saved to %s", config)
+        return web.json_response({"token": token, "configPath": str(config)})
+
+    async def prune(self, request: web.Request) -> web.Response:
+        results = await self.relay.reaper.run_once(force_history=True)
+        return web.json_response({"pruned": results})
+
+    async def backup(self, request: web.Request) -> web.Response:
+        destination = self._backup_destination(await _json_object(request))
+        partial = destination.with_name(f".{destination.name}.partial")
+        try:
+            await self.relay.ctx.store.backup(partial)
+            os.replace(partial, destination)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise invalid(f"cannot write backup to {destination}: {exc.strerror}") from None
+        size = destination.stat().st_size
+        log.info("backup written to %s (%d bytes)", destination, size)
+        return web.json_response({"path": str(destination), "sizeBytes": size})
+
+    def _backup_destination(self, body: dict[str, Any]) -> Path:
+        raw = body.get("path")
+        if not isinstance(raw, str) or not raw.strip():
+            raise invalid("path is required: an absolute file path for the backup")
+        destination = Path(raw)
+        if not destination.is_absolute():
+            raise invalid(f"path must be absolute (relayd's working directory is not yours): {raw}")
+        if destination.is_dir():
+            raise invalid(f"path is a directory; give a file name: {raw}")
+        if not destination.parent.is_dir():
+            raise invalid(f"path's directory does not exist: {destination.parent}")
+        if not os.access(destination.parent, os.W_OK):
+            raise invalid(f"path's directory is not writable: {destination.parent}")
+        database = self.relay.settings.db_path
+        if destination.resolve() in {database.resolve(), Path(f"{database}-wal").resolve()}:
+            raise invalid("path is the live database itself; choose another file")
+        return destination
+
+    async def shutdown(self, request: web.Request) -> web.StreamResponse:
+        response = web.json_response({"stopping": True, "pid": os.getpid()})
+        await response.prepare(request)
+        await response.write_eof()
+        log.info("shutdown requested over the control socket")
+        self.relay.request_stop()
+        return response
+
+    async def logs(self, request: web.Request) -> web.StreamResponse:
+        ring = self.ring or logring.install()
+        self.ring = ring
+        n = _int_param(request, "n", 100, 0, MAX_LOG_LINES)
+        if request.query.get("follow", "0").lower() not in ("1", "true", "yes"):
+            return web.json_response({"lines": ring.tail(n)})
+        return await self._follow_logs(request, ring, n)
+
+    async def _follow_logs(
+        self, request: web.Request, ring: logring.LogRing, n: int
+    ) -> web.StreamResponse:
+        recent, follower = ring.follow(n)
+        response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        stopping = asyncio.ensure_future(self.relay.ctx.stopping.wait())
+        try:
+            await response.prepare(request)
+            for line in recent:
+                await response.write(f"{line}\n".encode())
+            while not stopping.done():
+                getter = asyncio.ensure_future(follower.queue.get())
+                await asyncio.wait({getter, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    break
+                await response.write(f"{getter.result()}\n".encode())
+        except ConnectionResetError:
+            pass  # the reader went away
+        finally:
+            stopping.cancel()
+            ring.unfollow(follower)
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "invalid_json", "body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "body must be a JSON object")
+    return body
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid(f"{name} must be a whole number") from None
+    if not low <= value <= high:
+        raise invalid(f"{name} must be between {low} and {high}")
+    return value

@@ -413,3 +413,44 @@ async def test_delete(crew: aiohttp.ClientSession) -> None:
 async def test_get_unknown_or_bad_message_id(crew: aiohttp.ClientSession) -> None:
     for path in ("9999", "0", "-1", "abc", "1.5", "99999999999999999999999", "%C2%B2"):
         await error_of(await crew.get(f"/api/messages/{path}"), 404, "not_found")
+
+
+async def test_retention_prunes_old_messages_with_their_read_state(relay_factory: Any) -> None:
+    relay: Relay = await relay_factory(retention_days=0)  # every message sent so far is "old"
+    async with aiohttp.ClientSession(base_url=relay.url) as http:
+        await register(http, "bob")
+        old = [await send(http, "ci", "bob", f"old {i}") for i in range(3)]
+        await asyncio.sleep(0.01)
+        result = await relay.reaper.run_once(force_history=True)
+        history = result["history"]
+        assert isinstance(history, dict) and history["messages"] == 3
+        assert await bodies(http, "bob") == []
+        await error_of(await http.get(f"/api/messages/{old[0]['id']}"), 404, "not_found")
+        stats = await (await http.get("/api/stats")).json()
+        assert stats["messages"]["total"] == 0 and stats["messages"]["unread"] == 0
+        fresh = await send(http, "ci", "bob", "fresh")
+        assert fresh["id"] > old[-1]["id"], "ids only grow"
+        assert await bodies(http, "bob") == ["fresh"]
+
+
+async def test_stats_and_health(crew: aiohttp.ClientSession) -> None:
+    await crew.patch("/api/agents/dave", json={"status": "offline"})
+    await send(crew, "alice", "tag:team")
+    sent = await send(crew, "alice", "bob")
+    await crew.patch(f"/api/messages/{sent['id']}", json={"agent": "bob", "read": True})
+    async with crew.get("/api/events") as stream:
+        await stream.content.readline()
+        stats = await (await crew.get("/api/stats")).json()
+    assert isinstance(stats["version"], str) and stats["uptimeSeconds"] >= 0
+    assert {k: stats["agents"][k] for k in ("total", "online", "offline")} == {
+        "total": 4,
+        "online": 3,
+        "offline": 1,
+    }
+    assert {k: stats["messages"][k] for k in ("total", "unread")} == {"total": 2, "unread": 1}
+    assert isinstance(stats["tasks"], dict) and isinstance(stats["pairs"], dict)
+    assert stats["sse"]["connections"] == 1
+    health = await crew.get("/api/health")
+    assert health.status == 200
+    payload = await health.json()
+    assert (payload["status"], payload["version"]) == ("ok", stats["version"])

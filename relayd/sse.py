@@ -35,7 +35,9 @@ class EventStream:
         try:
             await self.response.write(b": connected\n\n")
             if resume_after is not None:
-                await self.catch_up(resume_after)
+                # an id from before a database reset must not hide the new events
+                latest = await self.ctx.store.latest_event_id()
+                await self.catch_up(min(resume_after, latest))
             else:
                 self.last_sent = await self.ctx.store.latest_event_id()
             keepalive = self.ctx.settings.sse_keepalive_seconds

@@ -225,6 +225,17 @@ async def test_invalid_last_event_id_means_live_only(http: aiohttp.ClientSession
             assert event is not None and event.data["id"] == fresh
 
 
+async def test_last_event_id_from_the_future_does_not_hide_new_events(
+    http: aiohttp.ClientSession,
+) -> None:
+    """A client that kept an id across a database reset still gets every new event."""
+    await register(http, "bob")
+    async with sse(http, last_event_id=10_000) as stream:
+        fresh = await send(http, "bob", "after the reset")
+        event = await stream.next()
+    assert event is not None and event.data["id"] == fresh
+
+
 async def _raw_stream(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """An HTTP/1.0 SSE client with a tiny receive buffer that we can stop reading."""
     parts = urlsplit(url)

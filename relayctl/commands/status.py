@@ -1,0 +1,85 @@
+"""`relayctl status`: is relayd up, where, since when, how big; and the service manager's view."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from relayctl.control_client import ControlClient
+from relayctl.main import CliError, ExitCode, emit
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "status", parents=[common], help="show whether relayd runs, and its figures",
+        description="Ask the running relayd (over its control socket) for its version, pid, "
+        "listen address, uptime, counts and memory. Exits 3 when relayd is not running.",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    service = service_state()
+    try:
+        status = ControlClient.from_args(args).get("/v1/status")
+    except CliError as exc:
+        if args.json and exc.code == ExitCode.NOT_RUNNING:
+            emit(args, {"running": False, "reason": exc.message, "service": service}, "")
+        raise
+    status = {"running": True, **status, "service": service}
+    emit(args, status, describe(status))
+    return ExitCode.OK
+
+
+def service_state() -> str | None:
+    """What the service manager says, if relayctl.service knows one here (else None)."""
+    try:
+        from relayctl import service
+
+        detect = getattr(service, "detect", None)
+        if detect is None:
+            return None
+        state = detect().status()
+    except Exception:  # the service layer is optional; status must still work without it
+        return None
+    return None if state is None else str(getattr(state, "value", state))
+
+
+def describe(status: dict[str, Any]) -> str:
+    counts = status.get("counts", {})
+    agents, messages = counts.get("agents", {}), counts.get("messages", {})
+    lines = [
+        f"relayd {status.get('version')} is running (pid {status.get('pid')})",
+        f"  listening  {status.get('listen', {}).get('url')}",
+        f"  uptime     {_duration(float(status.get('uptimeSeconds', 0)))}",
+        f"  agents     {agents.get('total', 0)} ({agents.get('online', 0)} online)",
+        f"  messages   {messages.get('total', 0)} ({messages.get('unread', 0)} unread)",
+        f"  streams    {status.get('connections', {}).get('sse', 0)} SSE connections",
+        f"  database   {status.get('database', {}).get('path')} "
+        f"({_size(status.get('database', {}).get('sizeBytes', 0))})",
+        f"  memory     {_size(status.get('memory', {}).get('rssBytes', 0))} RSS",
+        f"  socket     {status.get('socket')}",
+    ]
+    if status.get("service"):
+        lines.append(f"  service    {status['service']}")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h {minutes}m"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s"
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"

@@ -1,0 +1,226 @@
+"""Talking to relayd's control socket: HTTP+JSON over a Unix socket, with short timeouts.
+
+Finding the socket: --socket, AGENT_RELAY_SOCKET, the config file, then the default path; when
+nothing was configured and the default is absent, the listen.json a running relayd left in a
+per-user runtime dir (it may have had another XDG_RUNTIME_DIR than we do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import http.client
+import json
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relayctl.main import CliError, ExitCode
+from relayd import __version__, paths
+from relayd import settings as settings_mod
+from relayd.settings import Settings, SettingsError
+
+API_HEADER = "X-Agent-Relay-Control-Api"
+VERSION_HEADER = "X-Agent-Relay-Version"
+CONTROL_API_VERSION = "1"
+DEFAULT_TIMEOUT = 5.0
+TIMEOUT_ENV = "AGENT_RELAY_CONTROL_TIMEOUT"
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self.socket_path))
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """The local settings (config file + environment), or one clear line when they are broken."""
+    try:
+        return settings_mod.load(config=getattr(args, "config", None))
+    except SettingsError as exc:
+        raise CliError(f"{exc}; fix the file or rerun `relayctl setup`") from None
+
+
+def resolve_socket(args: argparse.Namespace, settings: Settings | None = None) -> Path:
+    explicit = getattr(args, "socket", None) or os.environ.get("AGENT_RELAY_SOCKET")
+    if explicit:
+        return Path(explicit).expanduser()
+    settings = settings or load_settings(args)
+    configured = settings.socket_path
+    if configured != paths.default_socket_path() or configured.exists():
+        return configured
+    for listen_file in paths.listen_file_candidates():
+        recorded = _socket_from_listen_file(listen_file)
+        if recorded is not None:
+            return recorded
+    return configured
+
+
+def _socket_from_listen_file(path: Path) -> Path | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        candidate = Path(record["socket"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return candidate if candidate.exists() else None
+
+
+def timeout_from_env(default: float = DEFAULT_TIMEOUT) -> float:
+    raw = os.environ.get(TIMEOUT_ENV)
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise CliError(f"{TIMEOUT_ENV} must be a number of seconds, not {raw!r}") from None
+
+
+@dataclass
+class ControlClient:
+    socket_path: Path
+    timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ControlClient:
+        return cls(resolve_socket(args), timeout_from_env())
+
+    def get(self, path: str) -> dict[str, Any]:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.request("POST", path, body or {})
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        conn = UnixHTTPConnection(self.socket_path, self.timeout)
+        try:
+            response = self._send(conn, method, path, body)
+            payload = response.read()
+        except TimeoutError:
+            raise self._timeout() from None
+        finally:
+            conn.close()
+        data = _decode(payload)
+        if response.status >= 400:
+            raise CliError(f"relayd refused {method} {path}: {data.get('error', response.reason)}")
+        return data
+
+    def stream_lines(self, path: str) -> Iterator[str]:
+        """The body of a streaming answer, line by line, until relayd ends it."""
+        conn = UnixHTTPConnection(self.socket_path, self.timeout)
+        try:
+            response = self._send(conn, "GET", path, None)
+            if response.status >= 400:
+                data = _decode(response.read())
+                raise CliError(f"relayd refused GET {path}: {data.get('error', response.reason)}")
+            assert conn.sock is not None
+            conn.sock.settimeout(None)  # following waits as long as the reader wants
+            for raw in response:
+                yield raw.decode("utf-8", "replace").rstrip("\n")
+        except TimeoutError:
+            raise self._timeout() from None
+        finally:
+            conn.close()
+
+    def _send(
+        self, conn: UnixHTTPConnection, method: str, path: str, body: dict[str, Any] | None
+    ) -> http.client.HTTPResponse:
+        headers = {API_HEADER: CONTROL_API_VERSION, "Accept": "application/json"}
+        encoded = None
+        if body is not None:
+            encoded = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            conn.request(method, path, body=encoded, headers=headers)
+            response = conn.getresponse()
+        except OSError as exc:
+            if isinstance(exc, TimeoutError):
+                raise
+            raise self._connection_error(exc) from None
+        _warn_on_version_mismatch(response.getheader(VERSION_HEADER))
+        return response
+
+    def _timeout(self) -> CliError:
+        return CliError(
+            f"relayd did not answer within {self.timeout:g}s on {self.socket_path}"
+            f" (it may be stuck; check `relayctl logs` or raise {TIMEOUT_ENV})",
+            ExitCode.FAILURE,
+        )
+
+    def _connection_error(self, exc: OSError) -> CliError:
+        return connection_error(self.socket_path, exc)
+
+
+def connection_error(path: Path, exc: OSError) -> CliError:
+    """Tell apart: no socket, a stale socket, someone else's socket, anything else."""
+    if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
+        return CliError(
+            f"relayd is not running (no socket at {path}); start it with "
+            "`relayctl daemon start` or `relayd`",
+            ExitCode.NOT_RUNNING,
+        )
+    if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+        return CliError(
+            f"relayd is not running (stale socket at {path}: connection refused; it probably "
+            "crashed); start it with `relayctl daemon start` or `relayd`",
+            ExitCode.NOT_RUNNING,
+        )
+    if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):
+        return CliError(
+            f"permission denied on the control socket {path} ({_owner(path)}); run relayctl "
+            "as that user",
+            ExitCode.FAILURE,
+        )
+    return CliError(f"cannot reach relayd at {path}: {exc.strerror or exc}", ExitCode.FAILURE)
+
+
+def _owner(path: Path) -> str:
+    for candidate in (path, path.parent):
+        try:
+            uid = candidate.stat().st_uid
+        except OSError:
+            continue
+        return f"it belongs to {_user_name(uid)}"
+    return "its owner is unknown"
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _decode(payload: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(payload or b"{}")
+    except ValueError:
+        return {"error": payload.decode("utf-8", "replace")[:200]}
+    return data if isinstance(data, dict) else {"value": data}
+
+
+_warned = False
+
+
+def _warn_on_version_mismatch(daemon_version: str | None) -> None:
+    global _warned
+    if daemon_version and daemon_version != __version__ and not _warned:
+        _warned = True
+        print(
+            f"relayctl: warning: relayd is version {daemon_version}, relayctl is {__version__};"
+            " restart relayd after upgrading (relayctl daemon restart)",
+            file=sys.stderr,
+        )

@@ -387,6 +387,14 @@ BODIES: dict[str, Schema] = {
         ["type"],
         description="title and target are required unless status is resolved, which needs"
         " dedupeKey",
+        **{
+            "if": {"properties": {"status": {"const": "resolved"}}, "required": ["status"]},
+            "then": {"required": ["dedupeKey"], "properties": {"dedupeKey": {"type": "string"}}},
+            "else": {
+                "required": ["title", "target"],
+                "properties": {"title": {"type": "string"}, "target": {"type": "string"}},
+            },
+        },
     ),
 }
 SCHEMAS.update(BODIES)

@@ -230,7 +230,7 @@ class ControlServer:
         self.relay = relay
         self.runner: web.AppRunner | None = None
         self.path: Path | None = None
-        self.ring = logring.installed()
+        self.ring = logring.install()  # relayd installs it earlier; in-process relays here
 
     @property
     def listen_file(self) -> Path:
@@ -398,8 +398,7 @@ class ControlServer:
         return response
 
     async def logs(self, request: web.Request) -> web.StreamResponse:
-        ring = self.ring or logring.install()
-        self.ring = ring
+        ring = self.ring
         n = _int_param(request, "n", 100, 0, MAX_LOG_LINES)
         if request.query.get("follow", "0").lower() not in ("1", "true", "yes"):
             return web.json_response({"lines": ring.tail(n)})

@@ -59,6 +59,47 @@ async def test_sigterm_ends_streams_and_long_polls_and_exits_0(relayd_process: S
     assert "relayd stopped" in relay.stderr
 
 
+async def test_sigterm_finishes_the_writes_in_flight(relayd_process: Start) -> None:
+    relay = relayd_process()
+    async with aiohttp.ClientSession() as http:
+        await post(http, relay.api + "/agents", {"id": "bob"})
+
+        async def keep_sending(worker: int) -> list[tuple[int, Any]]:
+            answers = []
+            for i in range(100_000):
+                payload = {"from": "ci", "to": "bob", "body": f"{worker}-{i}"}
+                try:
+                    async with http.post(relay.api + "/messages", json=payload) as resp:
+                        answers.append((resp.status, await resp.json()))
+                except aiohttp.ClientError:
+                    break  # refused once the relay stopped accepting
+            return answers
+
+        workers = [asyncio.create_task(keep_sending(w)) for w in range(20)]
+        await asyncio.sleep(0.3)
+        relay.signal(signal.SIGTERM)
+        answers = [a for batch in await asyncio.gather(*workers) for a in batch]
+    assert await asyncio.to_thread(relay.wait, 10) == 0
+    assert {status for status, _ in answers} <= {201, 503}
+    acknowledged = {body["id"] for status, body in answers if status == 201}
+    assert len(acknowledged) > 20
+    relay = relayd_process()
+    async with aiohttp.ClientSession() as http:
+        params = {"for": "bob", "limit": 1000}
+        async with http.get(relay.api + "/messages", params=params) as resp:
+            stored = {m["id"] for m in (await resp.json())["messages"]}
+            cursor = (await resp.json())["cursor"]
+        while cursor < max(acknowledged):
+            params["since"] = cursor
+            async with http.get(relay.api + "/messages", params=params) as resp:
+                page = await resp.json()
+            if not page["messages"]:
+                break
+            stored |= {m["id"] for m in page["messages"]}
+            cursor = page["cursor"]
+    assert acknowledged <= stored
+
+
 async def test_sigint_exits_0(relayd_process: Start) -> None:
     relay = relayd_process()
     relay.signal(signal.SIGINT)
@@ -101,6 +142,47 @@ async def test_a_burst_of_acknowledged_messages_survives_kill_9(relayd_process: 
             stored = {m["id"] for m in (await resp.json())["messages"]}
     assert len(acknowledged) == 200
     assert set(acknowledged) <= stored
+
+
+async def test_a_retry_after_a_lost_answer_returns_the_original(relayd_process: Start) -> None:
+    """The send committed, the answer was lost in a crash: the retry must not send twice."""
+    payload = {"from": "ci", "to": "bob", "body": "deploy"}
+    headers = {"Idempotency-Key": "deploy-42"}
+    relay = relayd_process()
+    async with aiohttp.ClientSession() as http:
+        await post(http, relay.api + "/agents", {"id": "bob"})
+        async with http.post(relay.api + "/messages", json=payload, headers=headers) as resp:
+            original = await resp.json()
+        assert relay.proc is not None
+        relay.proc.kill()
+        relay.wait(5)
+    relay = relayd_process()
+    async with aiohttp.ClientSession() as http:
+        async with http.post(relay.api + "/messages", json=payload, headers=headers) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["id"] == original["id"]
+        async with http.get(relay.api + "/messages", params={"for": "bob"}) as resp:
+            assert [m["body"] for m in (await resp.json())["messages"]] == ["deploy"]
+
+
+def test_flags_choose_port_and_database(relayd_process: Start, tmp_path: Path) -> None:
+    database = tmp_path / "elsewhere" / "flags.db"
+    relay = relayd_process(env={"PORT": "1"}, args=["--port", "0", "--db", str(database)])
+    assert relay.url is not None and not relay.url.endswith(":1")
+    assert database.exists()
+    assert str(database) in relay.stderr
+
+
+def test_default_database_is_in_the_user_data_directory(tmp_path: Path) -> None:
+    relay = RelaydProcess(tmp_path, {"XDG_DATA_HOME": str(tmp_path / "data")})
+    del relay.env["DB_PATH"]
+    try:
+        relay.start()
+        databases = list((tmp_path / "data").rglob("*.db"))
+        assert len(databases) == 1, relay.stderr
+        assert str(databases[0]) in relay.stderr
+    finally:
+        assert relay.stop() == 0
 
 
 def test_refuses_a_public_bind_without_token(relayd_process: Start) -> None:

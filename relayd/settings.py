@@ -96,7 +96,9 @@ class Settings:
 def _same(a: str, b: str) -> bool:
     import hmac
 
-    return hmac.compare_digest(a.encode(), b.encode())
+    return hmac.compare_digest(
+        a.encode(errors="surrogateescape"), b.encode(errors="surrogateescape")
+    )
 
 
 def is_loopback_host(host: str) -> bool:

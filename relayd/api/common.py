@@ -243,6 +243,16 @@ def query_bool(request: web.Request, name: str) -> bool:
     raise invalid(f"query parameter '{name}' must be true or false")
 
 
+def idempotency_key(request: web.Request) -> str | None:
+    """The Idempotency-Key header: up to 128 characters that storage can keep faithfully."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 128:
+        raise invalid("the Idempotency-Key header must be 1 to 128 characters")
+    return clean_text(key, "Idempotency-Key")
+
+
 def path_int(request: web.Request, what: str) -> int:
     raw = request.match_info["id"]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) < 1:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from relayd.api.common import (
     Body,
+    idempotency_key,
     no_content,
     ok,
     path_int,
@@ -38,9 +39,7 @@ def draft_from(body: Body, request: web.Request, max_body_bytes: int) -> Message
     assert text is not None
     if len(text.encode("utf-8")) > max_body_bytes:
         raise invalid(f"'body' is larger than {max_body_bytes} bytes")
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 128:
-        raise invalid("the Idempotency-Key header must be 1 to 128 characters")
+    key = idempotency_key(request)
     return MessageDraft(
         sender=sender,
         to=to,

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from relayd.api.common import (
     Body,
+    idempotency_key,
     ok,
     path_int,
     query_int,
@@ -34,10 +35,7 @@ async def create(request: web.Request) -> web.Response:
 
 
 def _idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 128:
-        raise invalid("the Idempotency-Key header must be 1 to 128 characters")
-    return key
+    return idempotency_key(request)
 
 
 @requires("pairs:read")

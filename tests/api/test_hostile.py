@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -411,3 +413,43 @@ async def test_cors_wildcard(relay_factory: Any) -> None:
     async with aiohttp.ClientSession(base_url=relay.url) as http:
         resp = await http.get("/api/health", headers={"Origin": "http://anywhere.example"})
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def raw_request(url: str, head: bytes, body: bytes = b"") -> tuple[int, dict[str, Any]]:
+    """Send bytes no well-behaved client would, and parse the JSON answer."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    length = f"Content-Length: {len(body)}\r\n".encode()
+    writer.write(head + b"\r\nHost: relay\r\nConnection: close\r\n" + length + b"\r\n" + body)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    payload = json.loads(rest.partition(b"\r\n\r\n")[2])
+    return int(status_line.split()[1]), payload
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"Authorization: Bearer \xff\xfe",
+        b"X-Agent-Relay-Token: \xed\xa0\x80",
+        b"Authorization: \xff",
+    ],
+)
+async def test_undecodable_tokens_are_401(relay_factory: Any, header: bytes) -> None:
+    reader = Integration(name="reader", token="reader-token-1", scopes=frozenset({"*"}))
+    relay: Relay = await relay_factory(token=TOKEN, integrations=(reader,))
+    status, payload = await raw_request(relay.url, b"GET /api/agents HTTP/1.1\r\n" + header)
+    assert (status, payload["code"]) == (401, "unauthorized")
+
+
+async def test_undecodable_idempotency_key_is_400(
+    world: aiohttp.ClientSession, relay: Relay
+) -> None:
+    before = await snapshot(world)
+    body = json.dumps(message()).encode()
+    head = b"POST /api/messages HTTP/1.1\r\nIdempotency-Key: \xff\xfe"
+    status, payload = await raw_request(relay.url, head, body)
+    assert (status, payload["code"]) == (400, "invalid_request")
+    assert await snapshot(world) == before

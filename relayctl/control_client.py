@@ -49,8 +49,12 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 def load_settings(args: argparse.Namespace) -> Settings:
     """The local settings (config file + environment), or one clear line when they are broken."""
+    explicit = settings_mod.config_file_from(getattr(args, "config", None), os.environ)
+    env = dict(os.environ)
+    if not explicit.exists():  # no config yet is fine here: defaults and environment
+        env.pop("AGENT_RELAY_CONFIG", None)
     try:
-        return settings_mod.load(config=getattr(args, "config", None))
+        return settings_mod.load(config=explicit if explicit.exists() else None, env=env)
     except SettingsError as exc:
         raise CliError(f"{exc}; fix the file or rerun `relayctl setup`") from None
 

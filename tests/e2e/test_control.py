@@ -33,7 +33,9 @@ async def control(relay: Relay) -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def test_status_reports_the_running_relay(relay: Relay, control: aiohttp.ClientSession):
+async def test_status_reports_the_running_relay(
+    relay: Relay, control: aiohttp.ClientSession
+) -> None:
     resp = await control.get("/v1/status")
     assert resp.status == 200
     assert resp.headers["X-Agent-Relay-Version"] == __version__
@@ -57,7 +59,7 @@ async def test_socket_is_private_and_recorded(relay: Relay) -> None:
 
 
 @pytest.mark.parametrize("header", ["Origin", "Referer"])
-async def test_browser_requests_are_refused(control: aiohttp.ClientSession, header: str):
+async def test_browser_requests_are_refused(control: aiohttp.ClientSession, header: str) -> None:
     resp = await control.get("/v1/status", headers={header: "http://evil.example"})
     assert resp.status == 403
     assert (await resp.json())["code"] == "forbidden"
@@ -199,7 +201,7 @@ async def test_logs_refuses_bad_n(control: aiohttp.ClientSession, n: str) -> Non
     assert resp.status == 400
 
 
-async def test_shutdown_answers_then_stops(relay: Relay, control: aiohttp.ClientSession):
+async def test_shutdown_answers_then_stops(relay: Relay, control: aiohttp.ClientSession) -> None:
     resp = await control.post("/v1/shutdown")
     assert resp.status == 200
     assert (await resp.json())["stopping"] is True
@@ -228,7 +230,7 @@ async def test_second_relay_refuses_live_socket_and_database(
         assert (await control.get("/v1/status")).status == 200
 
 
-async def test_stale_socket_is_replaced(relay_factory: Callable[..., Any], tmp_path: Path):
+async def test_stale_socket_is_replaced(relay_factory: Callable[..., Any], tmp_path: Path) -> None:
     path = tmp_path / "run" / "relayd.sock"
     path.parent.mkdir(mode=0o700)
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -73,7 +73,9 @@ def api_status(url: str, token: str) -> int:
 # ------------------------------------------------------------------------------ setup
 
 
-def test_setup_writes_a_private_config_and_is_idempotent(ctl_env: dict[str, str], tmp_path: Path):
+def test_setup_writes_a_private_config_and_is_idempotent(
+    ctl_env: dict[str, str], tmp_path: Path
+) -> None:
     config = tmp_path / "config.toml"
     first = relayctl(ctl_env, "setup", "--yes")
     assert first.returncode == 0, first.stderr
@@ -105,7 +107,9 @@ def test_setup_without_yes_and_without_a_terminal_only_previews(
     assert not (tmp_path / "config.toml").exists()
 
 
-def test_setup_refuses_a_broken_config_and_bad_values(ctl_env: dict[str, str], tmp_path: Path):
+def test_setup_refuses_a_broken_config_and_bad_values(
+    ctl_env: dict[str, str], tmp_path: Path
+) -> None:
     config = tmp_path / "config.toml"
     config.write_text("port = = 3\n")
     broken = relayctl(ctl_env, "setup", "--yes")
@@ -161,7 +165,7 @@ def test_status_of_a_running_daemon(ctl_env: dict[str, str], relayd_process: Sta
     human = relayctl(ctl_env, "status")
     assert human.returncode == 0, human.stderr
     assert f"is running (pid {relayd.proc.pid})" in human.stdout  # type: ignore[union-attr]
-    assert relayd.url in human.stdout
+    assert relayd.url is not None and relayd.url in human.stdout
     as_json = relayctl(ctl_env, "status", "--json")
     assert f'"pid": {relayd.proc.pid}' in as_json.stdout  # type: ignore[union-attr]
     assert '"running": true' in as_json.stdout

@@ -21,6 +21,7 @@ from tests.helpers import RelaydProcess
 
 TOKEN = "schemathesis-admin-token"
 SEED = "20261125"
+MAX_EXAMPLES = "25"
 RUN_TIMEOUT_SECONDS = 150
 CHECKS = [
     "not_a_server_error",
@@ -84,7 +85,7 @@ def run_schemathesis(api: str, workdir: Path) -> tuple[subprocess.CompletedProce
         "--header", f"Authorization: Bearer {TOKEN}",
         "--checks", ",".join(CHECKS),
         "--exclude-path", "/events",  # an endless stream; tests/api/test_events*.py cover it
-        "--max-examples", "25",
+        "--max-examples", MAX_EXAMPLES,
         "--seed", SEED,
         "--workers", "1",
         "--generation-database", "none",

@@ -144,3 +144,30 @@ async def test_the_api_conforms_to_its_document(
     # Schemathesis exits 1 on the accepted findings too; any other non-zero exit is a problem.
     assert result.returncode == 0 or (issues and result.returncode == 1), output
     assert "unhandled error" not in relay.stderr, relay.stderr[-4000:]
+
+
+# Regression tests for what schemathesis found, fast and deterministic.
+
+
+async def test_a_long_query_string_gets_the_json_400(http: aiohttp.ClientSession) -> None:
+    # aiohttp's own limit (8 KiB request line) answered in plain text.
+    response = await http.get("/api/agents", params={"tag": "\U0001f600" * 1500})
+    assert response.status == 400
+    assert (await response.json())["code"] == "invalid_request"
+
+
+async def test_a_wrong_method_on_the_cursor_path_is_405(http: aiohttp.ClientSession) -> None:
+    # /api/messages/{id} used to take "cursor" as an id and answer 404.
+    for method in ("PATCH", "DELETE"):
+        response = await http.request(method, "/api/messages/cursor", json={})
+        assert response.status == 405
+        assert response.headers["Allow"] == "GET"
+        assert (await response.json())["code"] == "method_not_allowed"
+    assert (await http.get("/api/messages/abc")).status == 404
+
+
+async def test_empty_query_values_count_as_not_given(http: aiohttp.ClientSession) -> None:
+    response = await http.get("/api/messages?limit=&since=&wait=&unread=")
+    assert response.status == 200
+    assert await response.json() == {"messages": [], "cursor": 0}
+    assert (await http.get("/api/messages?order=")).status == 400

@@ -173,6 +173,23 @@ def test_flags_choose_port_and_database(relayd_process: Start, tmp_path: Path) -
     assert str(database) in relay.stderr
 
 
+def test_environment_overrides_the_config_file(relayd_process: Start, tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(f"port = 1\ndb_path = '{tmp_path / 'from-toml.db'}'\n")
+    relay = relayd_process(env={"PORT": "0"}, args=["--config", str(config)])
+    assert relay.url is not None and not relay.url.endswith(":1")
+    assert not (tmp_path / "from-toml.db").exists(), "DB_PATH from the environment wins"
+
+
+def test_config_flag_with_a_broken_file(relayd_process: Start, tmp_path: Path) -> None:
+    config = tmp_path / "flag.toml"
+    config.write_text("[[[")
+    relay = relayd_process(args=["--config", str(config)], expect_serving=False)
+    assert relay.wait(10) != 0
+    lines = relay.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(config) in lines[0], relay.stderr
+
+
 def test_default_database_is_in_the_user_data_directory(tmp_path: Path) -> None:
     relay = RelaydProcess(tmp_path, {"XDG_DATA_HOME": str(tmp_path / "data")})
     del relay.env["DB_PATH"]

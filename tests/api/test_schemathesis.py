@@ -107,8 +107,8 @@ async def seed(api: str) -> int:
     """
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session:
         for agent in ("alice", "bob", "carol", "dave"):
-            body = {"id": agent, "tags": ["team"], "capabilities": ["chat", "review"]}
-            assert (await session.post(f"{api}/agents", json=body)).status == 201
+            agent_body = {"id": agent, "tags": ["team"], "capabilities": ["chat", "review"]}
+            assert (await session.post(f"{api}/agents", json=agent_body)).status == 201
         for n in range(3):
             body = {"from": "ci", "to": "tag:team", "body": f"job {n}", "claimable": True}
             assert (await session.post(f"{api}/messages", json=body)).status == 201
@@ -132,7 +132,7 @@ async def test_the_api_conforms_to_its_document(
 
     assert report.exists(), output
     suite = ET.parse(report).getroot()
-    tested = {case.get("name") for case in suite.iter("testcase")}
+    tested = {case.get("name", "") for case in suite.iter("testcase")}
     assert len(tested) >= operations - 1, f"only {sorted(tested)} were tested\n{output}"
     issues = [
         (case.get("name"), issue.text or "")

@@ -454,3 +454,13 @@ async def test_stats_and_health(crew: aiohttp.ClientSession) -> None:
     assert health.status == 200
     payload = await health.json()
     assert (payload["status"], payload["version"]) == ("ok", stats["version"])
+
+
+async def test_default_limit_is_100(crew: aiohttp.ClientSession) -> None:
+    sent = await asyncio.gather(*(send(crew, "ci", "bob", f"m{i}") for i in range(101)))
+    page = await inbox(crew, "bob")
+    assert len(page["messages"]) == 100
+    ids = sorted(m["id"] for m in sent)
+    assert page["cursor"] == ids[99]
+    rest = await inbox(crew, "bob", since=page["cursor"])
+    assert [m["id"] for m in rest["messages"]] == ids[100:]

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from relayd.api import schema
 from relayd.api.common import ok, requires
-from relayd.api.openapi import build_document, normalized, served_routes
+from relayd.api.openapi import PLACEHOLDER_RE, build_document, normalized, served_routes
 from relayd.lifecycle import Relay
 
 # Served /api routes that deliberately have no operation in the document: none.
@@ -158,7 +158,7 @@ async def test_every_operation_declares_the_scope_its_handler_requires(
     relay: Relay, document: dict[str, Any]
 ) -> None:
     for method, path, handler in served_routes(served_app(relay)):
-        operation = document["paths"][path.replace(r":\d+", "")][method]
+        operation = document["paths"][PLACEHOLDER_RE.sub(r"{\1}", path)][method]
         scope = handler.scope
         expected = None if scope is None else [scope] if isinstance(scope, str) else list(scope)
         assert operation.get("x-scope") == expected, f"{method} {path}"

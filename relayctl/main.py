@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "status",
     "daemon",
     "logs",
+    "backup",
     "upgrade",
     "provider",
     "messaging",

@@ -354,3 +354,19 @@ def test_second_instance_refuses_and_leaves_the_first_alone(
     assert f"relayd is already running (pid {pid}, database" in same_db.stderr
     status = relayctl(ctl_env, "status", "--json")
     assert status.returncode == 0 and f'"pid": {pid}' in status.stdout
+
+
+# ------------------------------------------------------------------------------ backup
+
+
+def test_backup_through_the_daemon(
+    ctl_env: dict[str, str], relayd_process: Start, tmp_path: Path
+) -> None:
+    relayd_process()
+    backup = relayctl(ctl_env, "backup", str(tmp_path / "copy.db"))
+    assert backup.returncode == 0, backup.stderr
+    assert f"backup written to {tmp_path / 'copy.db'}" in backup.stdout
+    assert (tmp_path / "copy.db").stat().st_size > 0
+    refused = relayctl(ctl_env, "backup", str(tmp_path / "missing-dir" / "copy.db"))
+    assert refused.returncode == ExitCode.FAILURE
+    assert "does not exist" in one_line(refused.stderr)

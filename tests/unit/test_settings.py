@@ -121,3 +121,9 @@ def test_non_loopback_without_token_is_refused(tmp_path: Path) -> None:
                                                             "AGENT_RELAY_TOKEN": "t0ken-123"}))
     settings_mod.check_bind_safety(load(config=config, env={"HOST": "0.0.0.0",
                                                             "AGENT_RELAY_ALLOW_UNAUTH": "1"}))
+
+
+def test_every_setting_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    for spec in FIELDS:
+        assert f"| `{spec.name}` | `{spec.env}` |" in doc, spec.name

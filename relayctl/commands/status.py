@@ -23,26 +23,32 @@ def run(args: argparse.Namespace) -> int:
     try:
         status = ControlClient.from_args(args).get("/v1/status")
     except CliError as exc:
-        if args.json and exc.code == ExitCode.NOT_RUNNING:
+        if exc.code != ExitCode.NOT_RUNNING:
+            raise
+        if args.json:
             emit(args, {"running": False, "reason": exc.message, "service": service}, "")
-        raise
+        raise CliError(exc.message + _service_note(service), exc.code) from None
     status = {"running": True, **status, "service": service}
     emit(args, status, describe(status))
     return ExitCode.OK
 
 
-def service_state() -> str | None:
+def service_state() -> dict[str, Any] | None:
     """What the service manager says, if relayctl.service knows one here (else None)."""
     try:
-        from relayctl import service
+        from relayctl.service import base
 
-        detect = getattr(service, "detect", None)
-        if detect is None:
-            return None
-        state = detect().status()
+        state = base.detect().status()
     except Exception:  # the service layer is optional; status must still work without it
         return None
-    return None if state is None else str(getattr(state, "value", state))
+    to_json = getattr(state, "to_json", None)
+    return to_json() if callable(to_json) else {"state": str(state)}
+
+
+def _service_note(service: dict[str, Any] | None) -> str:
+    if not service or not service.get("installed"):
+        return ""
+    return f" (the {service.get('backend')} service is {service.get('state')})"
 
 
 def describe(status: dict[str, Any]) -> str:
@@ -60,8 +66,11 @@ def describe(status: dict[str, Any]) -> str:
         f"  memory     {_size(status.get('memory', {}).get('rssBytes', 0))} RSS",
         f"  socket     {status.get('socket')}",
     ]
-    if status.get("service"):
-        lines.append(f"  service    {status['service']}")
+    service = status.get("service") or {}
+    if service.get("installed"):
+        enabled = service.get("enabled")
+        note = "" if enabled is None else (", enabled" if enabled else ", not enabled")
+        lines.append(f"  service    {service.get('backend')}: {service.get('state')}{note}")
     return "\n".join(lines)
 
 

@@ -179,6 +179,29 @@ def test_status_when_no_socket(ctl_env: dict[str, str], tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
+def test_status_names_the_service_state(
+    ctl_env: dict[str, str], relayd_process: Start, tmp_path: Path
+) -> None:
+    """A fake systemctl on PATH (systemd is not PID 1 here) reporting a failed, enabled unit."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "systemctl"
+    fake.write_text("#!/bin/sh\nprintf 'ActiveState=failed\\nUnitFileState=enabled\\n'\n")
+    fake.chmod(0o755)
+    unit_dir = tmp_path / "xdg-config" / "systemd" / "user"
+    unit_dir.mkdir(parents=True)
+    (unit_dir / "agent-relay.service").write_text("[Service]\nExecStart=/bin/true\n")
+    env = {**ctl_env, "PATH": f"{bin_dir}:{ctl_env['PATH']}",
+           "AGENT_RELAY_SERVICE_BACKEND": "systemd"}
+    down = relayctl(env, "status")
+    assert down.returncode == ExitCode.NOT_RUNNING
+    assert "(the systemd service is failed)" in one_line(down.stderr)
+    relayd_process()
+    up = relayctl(env, "status")
+    assert up.returncode == 0, up.stderr
+    assert "service    systemd: failed, enabled" in up.stdout
+
+
 def test_status_with_a_stale_socket(ctl_env: dict[str, str], tmp_path: Path) -> None:
     path = Path(ctl_env["AGENT_RELAY_SOCKET"])
     path.parent.mkdir()

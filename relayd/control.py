@@ -46,6 +46,7 @@ VERSION_HEADER = "X-Agent-Relay-Version"
 MAX_LOG_LINES = 10_000
 PROBE_TIMEOUT = 2.0
 CONTROL_SHUTDOWN_TIMEOUT = 1.0
+UNIX_SOCKETS = hasattr(socket, "AF_UNIX") and sys.platform != "win32"
 
 
 # ------------------------------------------------------------------------ single instance
@@ -60,8 +61,9 @@ class InstanceGuard:
         self._lock_fd: int | None = None
 
     def acquire(self) -> None:
-        check_socket_path_length(self.socket_path)
-        probe_socket(self.socket_path)
+        if UNIX_SOCKETS:
+            check_socket_path_length(self.socket_path)
+            probe_socket(self.socket_path)
         self._lock_database()
 
     def release(self) -> None:
@@ -237,6 +239,9 @@ class ControlServer:
         return self.relay.settings.socket_path.parent / paths.LISTEN_FILENAME
 
     async def start(self) -> None:
+        if not UNIX_SOCKETS:
+            log.warning("no control socket on this platform: asyncio has no Unix sockets here")
+            return
         path = self.relay.settings.socket_path
         prepare_socket_dir(path.parent)
         self.runner = web.AppRunner(

@@ -16,7 +16,6 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -294,8 +293,20 @@ def require_installed(manager: ServiceManager) -> None:
 
 
 def template_text(relative: str) -> str:
-    """A template shipped in the wheel as the package ``agent_relay_packaging``."""
-    return resources.files("agent_relay_packaging").joinpath(relative).read_text("utf-8")
+    """A template from the top-level packaging/ folder, shipped in the wheel as the namespace
+    package ``agent_relay_packaging``.
+
+    packaging/ has no __init__.py (a regular package named ``packaging`` at the checkout root
+    would shadow PyPA's), so we walk the namespace ``__path__``: importlib.resources cannot
+    read a namespace package of an editable install on Python 3.11.
+    """
+    import agent_relay_packaging
+
+    for folder in agent_relay_packaging.__path__:
+        candidate = Path(folder) / relative
+        if candidate.is_file():
+            return candidate.read_text("utf-8")
+    raise ServiceError(f"the service template {relative} is missing from this installation")
 
 
 def tail_lines(path: Path, count: int) -> list[str]:

@@ -10,7 +10,7 @@ from aiohttp import web
 from relayd.api import agents, events, messages, openapi, pairs, stats
 from relayd.auth import auth_middleware
 from relayd.context import CONTEXT, Context, context_of
-from relayd.errors import Handler, error_middleware
+from relayd.errors import Handler, error_middleware, forbidden
 
 Route = tuple[str, str, Handler]
 
@@ -62,7 +62,9 @@ def _allowed_origin(request: web.Request) -> str | None:
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Same-origin by default; AGENT_RELAY_CORS_ORIGINS opens the API to listed origins."""
     if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
-        return web.Response(status=204 if _allowed_origin(request) else 403)
+        if _allowed_origin(request) is None:
+            raise forbidden("this origin may not call the API (AGENT_RELAY_CORS_ORIGINS)")
+        return web.Response(status=204)
     return await handler(request)
 
 

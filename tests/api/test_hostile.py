@@ -366,6 +366,7 @@ async def test_cors_same_origin_by_default(http: aiohttp.ClientSession) -> None:
         headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
     )
     assert "Access-Control-Allow-Origin" not in preflight.headers
+    await assert_error(preflight, 403, "forbidden")
 
 
 async def test_cors_with_listed_origins(relay_factory: Any) -> None:

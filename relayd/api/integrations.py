@@ -1,0 +1,240 @@
+"""/api/integrations/events (the ingress), /api/integrations and /api/channels."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from aiohttp import web
+
+from relayd.api.common import Body, ok, read_json, requires
+from relayd.auth import Principal, principal_of
+from relayd.context import Context, context_of
+from relayd.domain.models import iso
+from relayd.domain.targets import TargetError, parse_target
+from relayd.domain.tasks import IngressEvent
+from relayd.errors import ApiError, forbidden, invalid
+from relayd.settings import Integration
+from relayd.tasks_service import SlidingWindowLimiter, retry_after_header
+
+INGRESS_SCOPES = ("tasks:create", "events:create", "tasks:write")
+ADMIN_SOURCE = "admin"
+
+
+# ---------------------------------------------------------------------------- ingress
+
+
+@requires(INGRESS_SCOPES)
+async def post_event(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    principal = principal_of(request)
+    integration = _integration_of(ctx, principal)
+    if integration is not None:
+        _rate_limit(ctx, integration.name)
+    body = await read_json(request)
+    event = parse_event(body, request, ctx, principal, integration)
+    if integration is not None:
+        check_allowed(integration, event)
+    result = await ctx.store.ingest_event(event)
+    payload = {"task": result.task.to_json(), "deduped": result.deduped}
+    if result.replayed:
+        payload["replayed"] = True
+    return ok(payload, 201 if result.outcome == "created" and not result.replayed else 200)
+
+
+def _integration_of(ctx: Context, principal: Principal) -> Integration | None:
+    """The calling integration, looked up in the live settings (reloads apply at once)."""
+    if principal.integration is None:
+        return None
+    name = principal.integration.name
+    return next((i for i in ctx.settings.integrations if i.name == name), principal.integration)
+
+
+def _rate_limit(ctx: Context, name: str) -> None:
+    limiter = ctx.extras.setdefault("integration_limiter", SlidingWindowLimiter())
+    wait = limiter.admit(name, ctx.settings.integration_rate_limit_per_minute)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"integration '{name}' is over {ctx.settings.integration_rate_limit_per_minute}"
+            " events per minute",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
+
+
+def parse_event(
+    body: Body,
+    request: web.Request,
+    ctx: Context,
+    principal: Principal,
+    integration: Integration | None,
+) -> IngressEvent:
+    status = body.text("status", max_len=32)
+    resolves = status == "resolved"
+    dedupe_key = body.text("dedupeKey", max_len=256)
+    if resolves and dedupe_key is None:
+        raise invalid("'dedupeKey' is required with \"status\": \"resolved\"")
+    target = body.text("target", required=not resolves, max_len=256)
+    if target is not None:
+        try:
+            parse_target(target)
+        except TargetError as exc:
+            raise invalid(str(exc).replace("'to'", "'target'")) from None
+    text = body.text("body", max_len=ctx.settings.max_message_bytes)
+    if text is not None and len(text.encode("utf-8")) > ctx.settings.max_message_bytes:
+        raise invalid(f"'body' is larger than {ctx.settings.max_message_bytes} bytes")
+    source = _source(body, principal, integration)
+    callback_of = integration or _configured(ctx, source)
+    return IngressEvent(
+        source=source,
+        type=body.required_text("type", max_len=128),
+        title=body.text("title", required=not resolves, max_len=1024),
+        target=target,
+        body=text,
+        severity=body.text("severity", max_len=64),
+        dedupe_key=dedupe_key,
+        channel=body.text("channel", max_len=128),
+        status=status,
+        meta=body.obj("meta") or {},
+        idempotency_key=_idempotency_key(request),
+        callbacks=bool(callback_of and callback_of.callback_url),
+    )
+
+
+def _source(body: Body, principal: Principal, integration: Integration | None) -> str:
+    """An integration posts as itself; the admin as `source` (default "admin")."""
+    claimed = body.text("source", max_len=128)
+    if integration is None:
+        return claimed or ADMIN_SOURCE
+    if claimed is not None and claimed != integration.name:
+        raise forbidden(f"this token posts as '{integration.name}', not as '{claimed}'")
+    return integration.name
+
+
+def _configured(ctx: Context, name: str) -> Integration | None:
+    return next((i for i in ctx.settings.integrations if i.name == name), None)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 128:
+        raise invalid("the Idempotency-Key header must be 1 to 128 characters")
+    return key
+
+
+def check_allowed(integration: Integration, event: IngressEvent) -> None:
+    """Targets and channels outside the integration's allowlists are refused (403).
+
+    Allowlist entries are exact values or shell-style patterns (`tag:oncall-*`). An event
+    without a channel passes a channel allowlist: unchannelled is always allowed.
+    """
+    if event.target is not None and not _listed(event.target, integration.targets):
+        raise forbidden(f"integration '{integration.name}' may not post to '{event.target}'")
+    if event.channel is not None and not _listed(event.channel, integration.channels):
+        raise forbidden(
+            f"integration '{integration.name}' may not post on channel '{event.channel}'"
+        )
+
+
+def _listed(value: str, allowed: tuple[str, ...] | None) -> bool:
+    return allowed is None or any(fnmatchcase(value, pattern) for pattern in allowed)
+
+
+# ---------------------------------------------------------------------------- listings
+
+
+@requires("stats:read")
+async def list_integrations(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    seen = await ctx.store.integrations_seen()
+    deliveries = await ctx.store.callback_summary()
+    entries = [
+        _integration_json(i.name, i, seen.get(i.name), deliveries.get(i.name))
+        for i in ctx.settings.integrations
+    ]
+    configured = {i.name for i in ctx.settings.integrations}
+    entries += [
+        _integration_json(name, None, seen[name], deliveries.get(name))
+        for name in sorted(seen)
+        if name not in configured
+    ]
+    return ok({"integrations": entries})
+
+
+def _integration_json(
+    name: str,
+    integration: Integration | None,
+    seen: dict[str, Any] | None,
+    deliveries: dict[str, Any] | None,
+) -> dict[str, Any]:
+    seen = seen or {}
+    url = integration.callback_url if integration else None
+    return {
+        "name": name,
+        "configured": integration is not None,
+        "scopes": sorted(integration.scopes) if integration else [],
+        "targets": list(integration.targets) if integration and integration.targets else None,
+        "channels": list(integration.channels) if integration and integration.channels else None,
+        "observed": {
+            "firstEventAt": iso(seen.get("first_event_at")),
+            "lastEventAt": iso(seen.get("last_event_at")),
+            "events": seen.get("events", 0),
+            "tasksCreated": seen.get("tasks_created", 0),
+            "occurrences": seen.get("occurrences", 0),
+            "resolved": seen.get("resolved", 0),
+        },
+        "callback": {
+            "url": _redacted(url),
+            "signed": bool(integration and integration.callback_secret),
+            "pending": (deliveries or {}).get("pending", 0),
+            "delivered": (deliveries or {}).get("delivered", 0),
+            "dead": (deliveries or {}).get("dead", 0),
+            "failedAttempts": seen.get("callbacks_failed", 0),
+            "lastStatus": seen.get("last_callback_status"),
+            "lastAt": iso(seen.get("last_callback_at")),
+            "lastError": seen.get("last_callback_error"),
+            "deadDeliveries": (deliveries or {}).get("deadDeliveries", []),
+        },
+    }
+
+
+def _redacted(url: str | None) -> str | None:
+    """Callback URLs may carry credentials: drop user info and the query string."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+@requires("channels:read")
+async def list_channels(request: web.Request) -> web.Response:
+    """Communication channels: bridges (Telegram first) and the message channels in use."""
+    ctx = context_of(request)
+    bridges: dict[str, dict[str, Any]] = {
+        "telegram": {
+            "name": "telegram",
+            "kind": "bridge",
+            "configured": False,
+            "state": "not configured",
+        }
+    }
+    for provider in ctx.extras.get("channel_providers", []):
+        for entry in await provider():
+            bridges[entry["name"]] = {"kind": "bridge", **entry}
+    used = [
+        {
+            "name": entry["name"],
+            "kind": "message",
+            "configured": True,
+            "state": "active" if entry["messages"] else "subscribed",
+            "messages": entry["messages"],
+            "subscribers": entry["subscribers"],
+            "lastMessageAt": iso(entry["lastMessageAt"]),
+        }
+        for entry in await ctx.store.channel_usage()
+    ]
+    return ok({"channels": [*bridges.values(), *used]})

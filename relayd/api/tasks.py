@@ -1,0 +1,91 @@
+"""/api/tasks: list, get, history, claim, status updates."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from relayd.api.common import (
+    Body,
+    clean_json,
+    ok,
+    path_int,
+    query_int,
+    query_text,
+    read_json,
+    requires,
+)
+from relayd.context import context_of
+from relayd.domain.tasks import STATUSES, StatusChange, TaskQuery
+from relayd.errors import invalid, not_found
+
+MAX_LIMIT = 1000
+MAX_REPORT_BYTES = 16 * 1024
+
+
+@requires("tasks:read")
+async def list_tasks(request: web.Request) -> web.Response:
+    status = query_text(request, "status", max_len=32)
+    if status is not None and status not in STATUSES:
+        raise invalid(f"query parameter 'status' must be one of {', '.join(STATUSES)}")
+    query = TaskQuery(
+        status=status,
+        source=query_text(request, "source", max_len=128),
+        target=query_text(request, "target", max_len=256),
+        limit=query_int(request, "limit", default=100, minimum=1, maximum=MAX_LIMIT) or 100,
+    )
+    tasks = await context_of(request).store.list_tasks(query)
+    return ok({"tasks": [t.to_json() for t in tasks]})
+
+
+@requires("tasks:read")
+async def get(request: web.Request) -> web.Response:
+    task_id = path_int(request, "task")
+    task = await context_of(request).store.get_task(task_id)
+    if task is None:
+        raise not_found(f"task {task_id} does not exist")
+    return ok(task.to_json())
+
+
+@requires("tasks:read")
+async def events(request: web.Request) -> web.Response:
+    task_id = path_int(request, "task")
+    history = await context_of(request).store.task_events(task_id)
+    if history is None:
+        raise not_found(f"task {task_id} does not exist")
+    return ok({"events": [e.to_json() for e in history]})
+
+
+@requires("tasks:write")
+async def claim(request: web.Request) -> web.Response:
+    task_id = path_int(request, "task")
+    body = await read_json(request)
+    agent_id = body.required_agent_id("agent")
+    task = await context_of(request).store.claim_task(task_id, agent_id)
+    return ok(task.to_json())
+
+
+@requires("tasks:write")
+async def set_status(request: web.Request) -> web.Response:
+    task_id = path_int(request, "task")
+    body = await read_json(request)
+    change = StatusChange(
+        agent=body.required_agent_id("agent"),
+        status=body.choice("status", STATUSES, required=True) or "",
+        progress=_report(body, "progress"),
+        result=_report(body, "result"),
+        has_progress=body.has("progress"),
+        has_result=body.has("result"),
+    )
+    task = await context_of(request).store.change_task_status(task_id, change)
+    return ok(task.to_json())
+
+
+def _report(body: Body, name: str) -> Any:
+    """progress / result: any JSON value (a number, a sentence, an object) up to 16 KiB."""
+    value = clean_json(body.data.get(name), name)
+    if len(json.dumps(value)) > MAX_REPORT_BYTES:
+        raise invalid(f"'{name}' is larger than 16 KiB")
+    return value

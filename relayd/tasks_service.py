@@ -1,0 +1,83 @@
+"""Wires tasks and integrations into a Relay: the callback worker, the lease reaper job, the
+ingress rate limiter and the task counts in /api/stats."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from relayd.callbacks import CallbackWorker
+from relayd.context import Context
+from relayd.domain.models import now_ms
+
+if TYPE_CHECKING:
+    from relayd.lifecycle import Relay
+
+WINDOW_SECONDS = 60.0
+OUTBOX_PRUNE_EVERY_SECONDS = 60.0
+
+
+class SlidingWindowLimiter:
+    """At most `limit` events in any 60-second window per key; in memory, reset on restart.
+
+    A sliding log (one timestamp per accepted event) rather than fixed minutes, so a burst at
+    a minute boundary cannot pass twice the limit. Memory is bounded by the limit per key.
+    """
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self._clock = clock
+        self._log: dict[str, deque[float]] = {}
+
+    def admit(self, key: str, limit: int) -> float | None:
+        """Record one event and return None, or refuse it: seconds until one would pass."""
+        now = self._clock()
+        stamps = self._log.setdefault(key, deque())
+        while stamps and stamps[0] <= now - WINDOW_SECONDS:
+            stamps.popleft()
+        if len(stamps) >= limit:
+            return max(0.0, stamps[len(stamps) - limit] + WINDOW_SECONDS - now)
+        stamps.append(now)
+        return None
+
+
+def retry_after_header(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
+
+
+class LeaseJob:
+    """Reaper job: reopen tasks whose holder went silent or offline; trim delivered callbacks."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._last_prune = 0.0
+
+    async def __call__(self) -> dict[str, int]:
+        settings, store = self.ctx.settings, self.ctx.store
+        expired = await store.expire_task_leases(now_ms() - settings.claim_lease_ms)
+        result = {"expired": len(expired)}
+        if time.monotonic() - self._last_prune >= OUTBOX_PRUNE_EVERY_SECONDS:
+            self._last_prune = time.monotonic()
+            keep_ms = settings.retention_days * 24 * 3600 * 1000
+            result["deliveriesPruned"] = await store.prune_callbacks(now_ms() - keep_ms)
+        return result
+
+
+def install(relay: Relay) -> None:
+    """Called once from Relay.__init__."""
+    ctx = relay.ctx
+    worker = CallbackWorker(ctx)
+    ctx.extras["callbacks"] = worker
+    ctx.extras["integration_limiter"] = SlidingWindowLimiter()
+    ctx.extras.setdefault("stats_providers", []).append(ctx.store.task_stats)
+    relay.reaper.add_job("task_leases", LeaseJob(ctx))
+
+    async def start_worker(_: Relay) -> None:
+        await worker.start()
+
+    async def stop_worker(_: Relay) -> None:
+        await worker.stop()
+
+    relay.start_hooks.append(start_worker)
+    relay.stop_hooks.append(stop_worker)

@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 
 from aiohttp import web
 
-from relayd.api import agents, events, messages, openapi, pairs, stats
+from relayd.api import agents, events, integrations, messages, openapi, pairs, stats, tasks
 from relayd.auth import auth_middleware
 from relayd.context import CONTEXT, Context, context_of
 from relayd.errors import Handler, error_middleware, forbidden
@@ -42,6 +42,14 @@ ROUTES: list[Route] = [
     ("POST", "/api/pairs/{id}/reject", pairs.reject),
     ("POST", "/api/pairs/{id}/messages", pairs.send_message),
     ("POST", "/api/pairs/{id}/hangup", pairs.hangup),
+    ("POST", "/api/integrations/events", integrations.post_event),
+    ("GET", "/api/integrations", integrations.list_integrations),
+    ("GET", "/api/channels", integrations.list_channels),
+    ("GET", "/api/tasks", tasks.list_tasks),
+    ("GET", "/api/tasks/{id}", tasks.get),
+    ("GET", "/api/tasks/{id}/events", tasks.events),
+    ("POST", "/api/tasks/{id}/claim", tasks.claim),
+    ("PATCH", "/api/tasks/{id}/status", tasks.set_status),
 ]
 
 CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"

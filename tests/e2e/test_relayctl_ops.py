@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import http.server
+import json
 import os
 import signal
 import socket
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from relayctl.control_client import connection_error
+from relayctl.control_client import connection_error, resolve_socket
 from relayctl.main import ExitCode
 from tests.helpers import RelaydProcess
 
@@ -393,3 +395,22 @@ def test_backup_through_the_daemon(
     refused = relayctl(ctl_env, "backup", str(tmp_path / "missing-dir" / "copy.db"))
     assert refused.returncode == ExitCode.FAILURE
     assert "does not exist" in one_line(refused.stderr)
+
+
+def test_socket_found_through_listen_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """relayd started elsewhere (another XDG_RUNTIME_DIR) left listen.json where we look."""
+    for name in ("AGENT_RELAY_SOCKET", "AGENT_RELAY_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    elsewhere = tmp_path / "elsewhere" / "relayd.sock"
+    elsewhere.parent.mkdir()
+    live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    live.bind(str(elsewhere))
+    args = argparse.Namespace(socket=None, config=None)
+    default = tmp_path / "agent-relay" / "relayd.sock"
+    assert resolve_socket(args) == default  # nothing recorded yet
+    default.parent.mkdir()
+    (default.parent / "listen.json").write_text(json.dumps({"socket": str(elsewhere)}))
+    assert resolve_socket(args) == elsewhere
+    live.close()

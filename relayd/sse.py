@@ -41,15 +41,18 @@ class EventStream:
             else:
                 self.last_sent = await self.ctx.store.latest_event_id()
             keepalive = self.ctx.settings.sse_keepalive_seconds
+            clock = asyncio.get_running_loop().time
+            comment_due = clock() + keepalive  # also under steady traffic, for idle timers
             while not subscription.closed and not self.ctx.stopping.is_set():
-                batch = await subscription.next_batch(keepalive)
+                batch = await subscription.next_batch(max(0.0, comment_due - clock()))
                 if subscription.overflowed:
                     subscription.reset_overflow()
                     await self.catch_up(self.last_sent)
                 elif batch:
                     await self.send(batch)
-                elif not subscription.closed:
+                if clock() >= comment_due and not subscription.closed:
                     await self.response.write(b": keep-alive\n\n")
+                    comment_due = clock() + keepalive
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

@@ -160,6 +160,18 @@ async def test_keep_alive_comment(relay_factory: Any) -> None:
     assert all(line.startswith(b":") or line == b"\n" for line in lines), "comments only"
 
 
+async def test_keep_alive_also_under_steady_traffic(relay_factory: Any) -> None:
+    relay: Relay = await relay_factory(sse_keepalive_seconds=0.3)
+    async with aiohttp.ClientSession(base_url=relay.url) as http, sse(http) as stream:
+        await register(http, "bob")
+        started = time.monotonic()
+        while time.monotonic() - started < 1.0:
+            await send(http, "bob")
+            await asyncio.sleep(0.05)
+        await stream.until_quiet(0.05)
+    assert len([c for c in stream.comments if "keep-alive" in c]) >= 2
+
+
 async def test_resume_after_a_burst_without_gaps_or_duplicates(
     http: aiohttp.ClientSession,
 ) -> None:

@@ -289,7 +289,7 @@ async def test_reaper_takes_stale_agents_offline_then_removes_them(
             assert (await stream.content.readline()).startswith(b":")
             started = time.monotonic()
             await post(http, relay.api + "/agents", {"id": "quiet"})
-            events = await _collect(stream, until="agent.removed", timeout=6)
+            events = await _collect(stream, until="agent.removed", timeout=10)
         elapsed = time.monotonic() - started
         async with http.get(relay.api + "/agents/quiet") as resp:
             assert resp.status == 404
@@ -299,7 +299,7 @@ async def test_reaper_takes_stale_agents_offline_then_removes_them(
         ("agent.status", "offline"),
         ("agent.removed", None),
     ]
-    assert 1.5 < elapsed < 6
+    assert 1.5 < elapsed < 10
 
 
 async def _collect(

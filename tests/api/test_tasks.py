@@ -321,7 +321,7 @@ async def test_silent_claim_returns_to_open_and_can_be_claimed_again(
         status, events = await call(http, "GET", f"/api/tasks/{task['id']}/events")
         expired = [e for e in events["events"] if e["type"] == "lease_expired"]
         assert len(expired) == 1 and expired[0]["data"]["previousClaimer"] == "bob"
-        status, body = await claim_message(http, task["messageId"], "carol")
+        status, _body = await claim_message(http, task["messageId"], "carol")
         assert status == 200
         assert (await get_task(http, task["id"]))["claimedBy"] == "carol"
 
@@ -388,7 +388,7 @@ async def test_stats_count_tasks_by_status(
     first = await new_task(http)
     await new_task(http)
     await claim_task(http, first["id"], "bob")
-    status, stats = await call(http, "GET", "/api/stats")
+    _status, stats = await call(http, "GET", "/api/stats")
     assert stats["tasks"]["open"] == 1 and stats["tasks"]["claimed"] == 1
     assert stats["tasks"]["done"] == 0 and stats["tasks"]["total"] == 2
 

@@ -238,6 +238,28 @@ async def test_dead_after_max_attempts_is_visible_and_the_queue_moves_on(
         assert "500" in callback["deadDeliveries"][0]["lastError"]
 
 
+async def test_lease_expiry_and_release_are_called_back(
+    relay_factory: Callable[..., Any], receiver: Receiver
+) -> None:
+    relay, _ = await start_relay(
+        relay_factory, receiver.url, claim_lease_ms=1000, reap_interval_ms=50
+    )
+    async with aiohttp.ClientSession(base_url=relay.url) as http:
+        await setup_agents(http)
+        task = await new_task(http)
+        await post(http, "POST", f"/api/tasks/{task['id']}/claim", agent="bob")
+        calls = await receiver.wait_delivered(3, timeout=5)
+        await post(http, "POST", f"/api/tasks/{task['id']}/claim", agent="carol")
+        await post(http, "PATCH", f"/api/tasks/{task['id']}/status", agent="carol",
+                   status="open")
+        calls = await receiver.wait_delivered(5)
+    assert [c.event for c in calls] == [
+        "task.created", "task.claimed", "task.lease_expired", "task.claimed", "task.released",
+    ]
+    expired = calls[2].json["task"]
+    assert expired["status"] == "open" and expired["claimedBy"] is None
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 
 from relayd.lifecycle import Relay
-from relayd.settings import Integration
+from relayd.settings import Integration, replace
+from relayd.tasks_service import SlidingWindowLimiter
 
 MON_TOKEN = "mon-token-0123456789"
 CI_TOKEN = "ci-token-0123456789"
@@ -356,3 +357,29 @@ async def test_channels(http: aiohttp.ClientSession) -> None:
     assert used["builds"]["messages"] == 0 and used["builds"]["state"] == "subscribed"
     resp = await http.get("/api/channels", headers=MON)
     assert resp.status == 403
+
+
+async def test_integrations_reload_without_restart(
+    relay: Relay, http: aiohttp.ClientSession, oncall: list[str]
+) -> None:
+    fresh = Integration(name="pager", token="pager-token-0123456789",
+                        scopes=frozenset({"tasks:write"}), targets=("tag:oncall",))
+    relay.apply_settings(replace(relay.settings, integrations=(fresh,)))
+    status, body = await post_event(http, headers=auth("pager-token-0123456789"))
+    assert status == 201 and body["task"]["source"] == "pager"
+    status, body = await post_event(http)  # the monitor token is gone
+    assert status == 401
+
+
+def test_sliding_window_limiter() -> None:
+    now = [1000.0]
+    limiter = SlidingWindowLimiter(clock=lambda: now[0])
+    assert [limiter.admit("a", 2) for _ in range(2)] == [None, None]
+    assert limiter.admit("a", 2) == pytest.approx(60.0)
+    assert limiter.admit("b", 2) is None  # per integration
+    now[0] += 30
+    assert limiter.admit("a", 2) == pytest.approx(30.0)
+    now[0] += 30.5
+    assert limiter.admit("a", 2) is None  # the first two left the window
+    assert limiter.admit("a", 2) is None
+    assert limiter.admit("a", 2) == pytest.approx(60.0)

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from relayd.callbacks import CallbackWorker
+from relayd.callbacks import CallbackWorker, backoff_seconds, sign
 from relayd.lifecycle import Relay
 from relayd.settings import Integration
 from tests.helpers import RelaydProcess
@@ -367,3 +367,16 @@ async def second_has_nothing_pending(process: RelaydProcess) -> None:
                 return
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
+
+
+def test_backoff_doubles_with_jitter_and_is_capped() -> None:
+    for attempts, ceiling in ((1, 1.0), (2, 2.0), (5, 16.0), (30, 300.0)):
+        delays = [backoff_seconds(attempts, 1.0, 300.0) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 100  # jittered, not one fixed delay
+
+
+def test_signature_is_hmac_sha256_of_the_body() -> None:
+    # Known answer from RFC 4231 test case 2.
+    expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    assert sign("Jefe", b"what do ya want for nothing?") == f"sha256={expected}"

@@ -13,7 +13,6 @@ from relayd.domain.models import iso
 STATUSES = ("open", "claimed", "in_progress", "blocked", "done", "failed", "cancelled")
 FINISHED = frozenset({"done", "failed", "cancelled"})
 HELD = frozenset({"claimed", "in_progress", "blocked"})  # someone holds the claim
-ACTIVE = frozenset(STATUSES) - FINISHED
 
 # PATCH /tasks/:id/status: where each status may go. "open -> claimed" only happens through a
 # claim (POST /tasks/:id/claim or claiming the task's message), never through PATCH; a holder

@@ -179,6 +179,3 @@ def prune_delivered(tx: Tx, before_ms: int) -> int:
         (before_ms,),
     ).rowcount
 
-
-def pending_count(tx: Tx) -> int:
-    return int(tx.scalar("SELECT COUNT(*) FROM callback_outbox WHERE status = 'pending'") or 0)

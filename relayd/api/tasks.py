@@ -27,13 +27,13 @@ MAX_REPORT_BYTES = 16 * 1024
 
 @requires("tasks:read")
 async def list_tasks(request: web.Request) -> web.Response:
-    status = query_text(request, "status", max_len=32)
+    status = query_text(request, "status", max_len=32) or None  # empty: not given
     if status is not None and status not in STATUSES:
         raise invalid(f"query parameter 'status' must be one of {', '.join(STATUSES)}")
     query = TaskQuery(
         status=status,
-        source=query_text(request, "source", max_len=128),
-        target=query_text(request, "target", max_len=256),
+        source=query_text(request, "source", max_len=128) or None,
+        target=query_text(request, "target", max_len=256) or None,
         limit=query_int(request, "limit", default=100, minimum=1, maximum=MAX_LIMIT) or 100,
     )
     tasks = await context_of(request).store.list_tasks(query)

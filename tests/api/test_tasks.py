@@ -103,6 +103,8 @@ async def test_list_filters_and_limits(http: aiohttp.ClientSession, oncall: list
     assert [t["id"] for t in body["tasks"]] == [first["id"]]
     status, body = await call(http, "GET", "/api/tasks?target=bob&source=monitor")
     assert [t["id"] for t in body["tasks"]] == [second["id"]]
+    status, body = await call(http, "GET", "/api/tasks?status=&source=")
+    assert len(body["tasks"]) == 2
     status, body = await call(http, "GET", "/api/tasks?source=nobody")
     assert body["tasks"] == []
     status, body = await call(http, "GET", "/api/tasks?limit=1")

@@ -175,8 +175,8 @@ def _integration_json(
         "name": name,
         "configured": integration is not None,
         "scopes": sorted(integration.scopes) if integration else [],
-        "targets": list(integration.targets) if integration and integration.targets else None,
-        "channels": list(integration.channels) if integration and integration.channels else None,
+        "targets": _allow_list(integration.targets if integration else None),
+        "channels": _allow_list(integration.channels if integration else None),
         "observed": {
             "firstEventAt": iso(seen.get("first_event_at")),
             "lastEventAt": iso(seen.get("last_event_at")),
@@ -198,6 +198,11 @@ def _integration_json(
             "deadDeliveries": (deliveries or {}).get("deadDeliveries", []),
         },
     }
+
+
+def _allow_list(allowed: tuple[str, ...] | None) -> list[str] | None:
+    """None: anything is allowed; [] (configured empty): nothing is."""
+    return None if allowed is None else list(allowed)
 
 
 def _redacted(url: str | None) -> str | None:

@@ -26,9 +26,10 @@ ROUTES: list[Route] = [
     ("POST", "/api/messages", messages.send),
     ("GET", "/api/messages", messages.list_messages),
     ("GET", "/api/messages/cursor", messages.cursor),
-    ("GET", "/api/messages/{id}", messages.get),
-    ("PATCH", "/api/messages/{id}", messages.mark),
-    ("DELETE", "/api/messages/{id}", messages.delete),
+    # Numeric ids only, so PATCH/DELETE /api/messages/cursor is a 405, not "no message 'cursor'".
+    ("GET", r"/api/messages/{id:\d+}", messages.get),
+    ("PATCH", r"/api/messages/{id:\d+}", messages.mark),
+    ("DELETE", r"/api/messages/{id:\d+}", messages.delete),
     ("GET", "/api/messages/{id}/thread", messages.thread),
     ("POST", "/api/messages/{id}/claim", messages.claim),
     ("GET", "/api/events", events.stream),

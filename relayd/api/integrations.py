@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
-from relayd.api.common import Body, ok, read_json, requires
+from relayd.api.common import Body, idempotency_key, ok, read_json, requires
 from relayd.auth import Principal, principal_of
 from relayd.context import Context, context_of
 from relayd.domain.models import iso
@@ -98,7 +98,7 @@ def parse_event(
         channel=body.text("channel", max_len=128),
         status=status,
         meta=body.obj("meta") or {},
-        idempotency_key=_idempotency_key(request),
+        idempotency_key=idempotency_key(request),
         callbacks=bool(callback_of and callback_of.callback_url),
     )
 
@@ -115,13 +115,6 @@ def _source(body: Body, principal: Principal, integration: Integration | None) -
 
 def _configured(ctx: Context, name: str) -> Integration | None:
     return next((i for i in ctx.settings.integrations if i.name == name), None)
-
-
-def _idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 128:
-        raise invalid("the Idempotency-Key header must be 1 to 128 characters")
-    return key
 
 
 def check_allowed(integration: Integration, event: IngressEvent) -> None:

@@ -38,7 +38,10 @@ async def fanout(request: web.Request) -> web.Response:
     data = await request.json()
     frame = f"id: {next(ids)}\nevent: message.new\ndata: {json.dumps(data)}\n\n".encode()
     for stream in tuple(streams):
-        await stream.write(frame)
+        try:
+            await stream.write(frame)
+        except (ConnectionError, RuntimeError):  # a client of an earlier round went away
+            streams.discard(stream)
     return web.json_response({"streams": len(streams)}, status=201)
 
 

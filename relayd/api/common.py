@@ -56,11 +56,12 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def _parse_object(raw: bytes) -> Body:
     try:
-        data = json.loads(
-            raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
-        )
+        data = _DECODER.decode(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         # ValueError also covers NaN/Infinity and integers too long to convert
         raise ApiError(400, "invalid_json", "request body is not valid JSON") from None

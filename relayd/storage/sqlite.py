@@ -47,6 +47,24 @@ Op = Callable[[Tx], Any]
 MAX_BATCH = 512
 
 
+class BulkOp:
+    """An operation that may run set-based with adjacent operations of the same kind.
+
+    ``run_many(tx, items)`` answers one result or exception per item; should it fail as a
+    whole, the writer falls back to running each item's ``single`` operation on its own.
+    """
+
+    __slots__ = ("item", "run_many", "single")
+
+    def __init__(self, run_many: Callable[[Tx, list[Any]], list[Any]], item: Any, single: Op):
+        self.run_many = run_many
+        self.item = item
+        self.single = single
+
+    def __call__(self, tx: Tx) -> Any:
+        return self.single(tx)
+
+
 class _Write:
     __slots__ = ("future", "op")
 
@@ -236,7 +254,9 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------------ messages
 
     async def send_message(self, draft: MessageDraft) -> SendResult:
-        result: SendResult = await self._write(partial(sql_messages.send, draft=draft))
+        single = partial(sql_messages.send, draft=draft)
+        op: Op = single if draft.idempotency_key else BulkOp(sql_messages.send_many, draft, single)
+        result: SendResult = await self._write(op)
         return result
 
     async def get_message(self, message_id: int) -> Message | None:
@@ -455,27 +475,71 @@ class SQLiteStore(Store):
 # ---------------------------------------------------------------------- thread-side helpers
 
 
-def _run_batch(db: sqlite3.Connection, ops: list[Op]) -> list[tuple[Any, list[Event], Any]]:
-    outcomes: list[tuple[Any, list[Event], Any]] = []
+Outcome = tuple[Any, list[Event], Any]  # (result, events, error)
+
+
+def _run_batch(db: sqlite3.Connection, ops: list[Op]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
     db.execute("BEGIN IMMEDIATE")
     try:
-        for op in ops:
-            tx = Tx(db)
-            db.execute("SAVEPOINT op")
-            try:
-                result = op(tx)
-            except Exception as exc:
-                db.execute("ROLLBACK TO op")
-                db.execute("RELEASE op")
-                outcomes.append((None, [], _client_error(exc)))
-                continue
-            db.execute("RELEASE op")
-            outcomes.append((result, tx.events, None))
+        start = 0
+        while start < len(ops):
+            end = _bulk_run_end(ops, start)
+            if end > start + 1:
+                outcomes.extend(_run_bulk(db, ops[start:end]))  # type: ignore[arg-type]
+            else:
+                outcomes.append(_run_one(db, ops[start]))
+            start = max(end, start + 1)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+    return outcomes
+
+
+def _bulk_run_end(ops: list[Op], start: int) -> int:
+    """End of the run of same-kind BulkOps beginning at `start` (start itself if none)."""
+    first = ops[start]
+    if not isinstance(first, BulkOp):
+        return start
+    end = start + 1
+    while end < len(ops) and getattr(ops[end], "run_many", None) is first.run_many:
+        end += 1
+    return end
+
+
+def _run_one(db: sqlite3.Connection, op: Op) -> Outcome:
+    tx = Tx(db)
+    db.execute("SAVEPOINT op")
+    try:
+        result = op(tx)
+    except Exception as exc:
+        db.execute("ROLLBACK TO op")
+        db.execute("RELEASE op")
+        return (None, [], _client_error(exc))
+    db.execute("RELEASE op")
+    return (result, tx.events, None)
+
+
+def _run_bulk(db: sqlite3.Connection, group: list[BulkOp]) -> list[Outcome]:
+    tx = Tx(db)
+    db.execute("SAVEPOINT bulk")
+    try:
+        results = group[0].run_many(tx, [op.item for op in group])
+    except Exception as exc:
+        log.warning("set-based write failed (%r); writing one by one", exc)
+        db.execute("ROLLBACK TO bulk")
+        db.execute("RELEASE bulk")
+        return [_run_one(db, op) for op in group]
+    db.execute("RELEASE bulk")
+    outcomes: list[Outcome] = []
+    for index, result in enumerate(results):
+        events = tx.events if index == 0 else []  # flattened in order by the caller
+        if isinstance(result, Exception):
+            outcomes.append((None, events, _client_error(result)))
+        else:
+            outcomes.append((result, events, None))
     return outcomes
 
 

@@ -53,6 +53,26 @@ class Tx:
         self.events.append(event)
         return event
 
+    def emit_many(
+        self, type_: str, items: Sequence[tuple[dict[str, Any], Iterable[str] | None]]
+    ) -> list[Event]:
+        """Record several events of one type with one statement (ids assigned here: we are
+        the only writer, inside the write transaction)."""
+        first = int(self.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'") or 0) + 1
+        events, rows = [], []
+        for offset, (data, audience) in enumerate(items):
+            members = None if audience is None else frozenset(audience)
+            text = dumps(data)
+            events.append(Event(first + offset, type_, data, members, self.now, text))
+            stored = None if members is None else dumps(sorted(members))
+            rows.append((first + offset, type_, text, stored, self.now))
+        self.db.executemany(
+            "INSERT INTO events (id, type, data, audience, created_at) VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+        self.events.extend(events)
+        return events
+
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

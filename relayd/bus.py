@@ -25,9 +25,16 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self.overflowed = False
         self.closed = False
+        # Optional fast path: while the consumer is parked with nothing pending, hand it the
+        # event synchronously; it answers False to fall back to buffer-and-wake.
+        self.direct: Callable[[Event], bool] | None = None
 
     def offer(self, event: Event) -> None:
         if self.closed or not self._accepts(event):
+            return
+        waiter = self._waiter
+        parked = waiter is not None and not waiter.done() and not self._buffer
+        if parked and self.direct is not None and self.direct(event):
             return
         if len(self._buffer) >= self._maxsize:
             self._buffer.clear()

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from relayd.context import Context
 from relayd.domain.models import Event
 
 REPLAY_PAGE = 500
+DIRECT_WRITE_LIMIT = 64 * 1024  # bytes unsent on the socket before we stop writing directly
 
 
 class EventStream:
@@ -25,6 +26,30 @@ class EventStream:
         self.response = response
         self.reader = reader
         self.last_sent = 0
+        self.transport: asyncio.Transport | None = None  # set when direct writes are safe
+
+    def write_direct(self, event: Event) -> bool:
+        """Write a live event from the publisher itself, without waking this stream's task.
+
+        With a thousand open streams, a task wake-up per stream per event dominated delivery
+        latency. Only used while the task is parked (so no aiohttp write is in progress) on
+        a chunked HTTP/1.1 response, hence the chunk framing written here. A reader whose
+        socket backs up gets False: the event is buffered and the task's own path (and, past
+        the buffer, catch-up from the log) takes over.
+        """
+        transport = self.transport
+        if event.id <= self.last_sent:
+            return True
+        if (
+            transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
+        ):
+            return False
+        frame = event.frame()
+        transport.write(b"%x\r\n%b\r\n" % (len(frame), frame))
+        self.last_sent = event.id
+        return True
 
     def accepts(self, event: Event) -> bool:
         return event.visible_to(self.reader)
@@ -32,6 +57,7 @@ class EventStream:
     async def run(self, resume_after: int | None) -> None:
         bus = self.ctx.bus
         subscription = bus.subscribe(self.accepts, self.ctx.settings.sse_queue_size)
+        subscription.direct = self.write_direct
         try:
             await self.response.write(b": connected\n\n")
             if resume_after is not None:
@@ -99,8 +125,13 @@ async def open_stream(request: web.Request, ctx: Context, reader: str | None) ->
             "X-Accel-Buffering": "no",
         }
     )
+    chunked = request.version == HttpVersion11
+    if chunked:
+        response.enable_chunked_encoding()
     await response.prepare(request)
     stream = EventStream(ctx, response, reader)
+    if chunked and isinstance(request.transport, asyncio.Transport):
+        stream.transport = request.transport
     ctx.sse_connections += 1
     try:
         await stream.run(resume_point(request))

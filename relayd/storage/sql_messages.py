@@ -112,11 +112,11 @@ def send_many(tx: Tx, drafts: list[MessageDraft]) -> list[SendResult | Exception
         _record(tx, first_id + n, draft, thread_id, None)
         for n, (_, draft, thread_id, _) in enumerate(planned)
     ]
-    tx.run_many(INSERT_MESSAGE, [
+    tx.insert_rows(MESSAGE_COLUMNS, [
         _row(tx, m.id, draft, thread_id, None)
         for m, (_, draft, thread_id, _) in zip(messages, planned, strict=True)
     ])
-    tx.run_many("INSERT INTO deliveries (agent_id, message_id) VALUES (?, ?)", [
+    tx.insert_rows("INSERT INTO deliveries (agent_id, message_id)", [
         (agent_id, m.id)
         for m, (_, _, _, delivered) in zip(messages, planned, strict=True)
         for agent_id in delivered
@@ -176,8 +176,9 @@ def _thread_of_parent(tx: Tx, reply_to: int | None) -> int | None:
     return int(row["thread_id"] or row["id"])
 
 
-INSERT_MESSAGE = """INSERT INTO messages (id, sender, target, subject, body, channel, reply_to,
-    thread_id, claimable, created_at, meta, task_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+MESSAGE_COLUMNS = """INSERT INTO messages (id, sender, target, subject, body, channel, reply_to,
+    thread_id, claimable, created_at, meta, task_id)"""
+INSERT_MESSAGE = f"{MESSAGE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _row(

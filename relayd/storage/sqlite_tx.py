@@ -39,6 +39,22 @@ class Tx:
     def run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self.db.executemany(sql, rows)
 
+    def insert_rows(self, insert: str, rows: Sequence[Sequence[Any]]) -> None:
+        """``INSERT … VALUES (…), (…), …`` in as few statements as the variable limit allows.
+
+        executemany steps once per row and each step hands the GIL to the event loop and
+        back; one multi-row statement does the whole group commit's rows in one step.
+        """
+        if not rows:
+            return
+        width = len(rows[0])
+        group = (", ".join(["?"] * width)).join("()")
+        per_statement = max(1, MAX_VARIABLES // width)
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            values = ", ".join([group] * len(chunk))
+            self.db.execute(f"{insert} VALUES {values}", [v for row in chunk for v in row])
+
     def emit(
         self, type_: str, data: dict[str, Any], audience: Iterable[str] | None = None
     ) -> Event:
@@ -66,12 +82,12 @@ class Tx:
             events.append(Event(first + offset, type_, data, members, self.now, text))
             stored = None if members is None else dumps(sorted(members))
             rows.append((first + offset, type_, text, stored, self.now))
-        self.db.executemany(
-            "INSERT INTO events (id, type, data, audience, created_at) VALUES (?, ?, ?, ?, ?)",
-            rows,
-        )
+        self.insert_rows("INSERT INTO events (id, type, data, audience, created_at)", rows)
         self.events.extend(events)
         return events
+
+
+MAX_VARIABLES = 32766  # SQLite's default SQLITE_MAX_VARIABLE_NUMBER since 3.32
 
 
 def dumps(value: Any) -> str:

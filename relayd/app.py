@@ -8,9 +8,9 @@ from pathlib import PurePosixPath
 from aiohttp import web
 
 from relayd.api import agents, events, integrations, messages, openapi, pairs, stats, tasks
-from relayd.auth import auth_middleware
+from relayd.auth import authorize
 from relayd.context import CONTEXT, Context, context_of
-from relayd.errors import Handler, error_middleware, forbidden
+from relayd.errors import Handler, error_response, forbidden
 
 Route = tuple[str, str, Handler]
 
@@ -67,14 +67,27 @@ def _allowed_origin(request: web.Request) -> str | None:
     return origin if origin.rstrip("/") in allowed else None
 
 
-@web.middleware
-async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def cors_preflight(request: web.Request) -> web.Response | None:
     """Same-origin by default; AGENT_RELAY_CORS_ORIGINS opens the API to listed origins."""
     if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
         if _allowed_origin(request) is None:
             raise forbidden("this origin may not call the API (AGENT_RELAY_CORS_ORIGINS)")
         return web.Response(status=204)
-    return await handler(request)
+    return None
+
+
+@web.middleware
+async def relay_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors as JSON, CORS preflight and auth in one layer: aiohttp wraps every middleware
+    layer per request, and this is the hottest path of the daemon."""
+    try:
+        preflight = cors_preflight(request)
+        if preflight is not None:
+            return preflight
+        authorize(request)
+        return await handler(request)
+    except Exception as exc:
+        return error_response(request, exc)
 
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -129,7 +142,7 @@ async def static_asset(request: web.Request) -> web.Response:
 
 def create_app(ctx: Context, extra_routes: list[Route] | None = None) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, cors_middleware, auth_middleware],
+        middlewares=[relay_middleware],
         client_max_size=ctx.settings.max_body_bytes,
     )
     app[CONTEXT] = ctx

@@ -96,14 +96,19 @@ def _from_http_exception(exc: web.HTTPException) -> web.StreamResponse:
     return json_error(exc.status, {"error": message, "code": code}, headers)
 
 
+def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The JSON answer for an exception raised while handling `request`."""
+    if isinstance(exc, ApiError):
+        return exc.response()
+    if isinstance(exc, web.HTTPException):
+        return _from_http_exception(exc)
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return json_error(500, {"error": "internal error", "code": "internal"})
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as exc:
-        return exc.response()
-    except web.HTTPException as exc:
-        return _from_http_exception(exc)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_error(500, {"error": "internal error", "code": "internal"})
+    except Exception as exc:
+        return error_response(request, exc)

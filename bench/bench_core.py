@@ -96,7 +96,7 @@ def throughput_wrk(url: str, seconds: int, tmp: Path) -> tuple[float, str]:
     script = tmp / "post.lua"
     script.write_text(WRK_SCRIPT)
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONCURRENCY}", f"-d{seconds}s", "-s", str(script),
+        ["wrk", "-t1", f"-c{CONCURRENCY}", f"-d{seconds}s", "-s", str(script),
          f"{url}/api/messages"], capture_output=True, text=True, timeout=seconds + 30,
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]

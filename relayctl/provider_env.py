@@ -19,13 +19,13 @@ import hashlib
 import os
 import re
 import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from relayd import paths
+from relayd.settings import load_toml_file
 
 APPROVALS = ("open", "guarded", "read-only")
 PROFILES_FILENAME = "profiles.toml"
@@ -143,17 +143,7 @@ def profiles_file(env: Mapping[str, str]) -> tuple[Path, bool]:
 
 
 def read_profiles(path: Path, required: bool) -> dict[str, Profile]:
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        if required:
-            raise ProviderEnvError(f"profiles file {path} does not exist") from None
-        return {}
-    except tomllib.TOMLDecodeError as exc:
-        raise ProviderEnvError(f"profiles file {path} is not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ProviderEnvError(f"profiles file {path} cannot be read: {exc.strerror}") from None
+    data = load_toml_file(path, required=required, what="profiles file", error=ProviderEnvError)
     tables = data.get("profiles", data)
     if not isinstance(tables, dict):
         raise ProviderEnvError(f"profiles file {path}: 'profiles' must be a table")

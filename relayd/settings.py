@@ -299,18 +299,25 @@ def config_file_from(explicit: str | os.PathLike[str] | None, env: Mapping[str, 
     return paths.default_config_file()
 
 
-def read_toml(path: Path, required: bool) -> dict[str, Any]:
+def load_toml_file(
+    path: Path, *, required: bool, what: str, error: type[Exception]
+) -> dict[str, Any]:
+    """A TOML file as a dict ({} when absent and optional); `error` says what is wrong."""
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
         if required:
-            raise SettingsError(f"config file {path} does not exist") from None
+            raise error(f"{what} {path} does not exist") from None
         return {}
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+        raise error(f"{what} {path} is not valid TOML: {exc}") from None
     except OSError as exc:
-        raise SettingsError(f"config file {path} cannot be read: {exc.strerror}") from None
+        raise error(f"{what} {path} cannot be read: {exc.strerror}") from None
+
+
+def read_toml(path: Path, required: bool) -> dict[str, Any]:
+    data = load_toml_file(path, required=required, what="config file", error=SettingsError)
     unknown = sorted(set(data) - FIELD_NAMES - {"config_path"})
     if unknown:
         raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")

@@ -14,6 +14,8 @@ from relayctl.main import CliError
 from relayctl.provider_env import ProviderEnvError, default_agent_id
 
 BODY_PREVIEW = 100
+MAX_LIMIT = 1000  # the relay's bounds: out-of-range values are usage errors here
+MAX_WAIT = 60
 
 
 def client_for(args: argparse.Namespace, timeout: float | None = None) -> ApiClient:
@@ -65,6 +67,22 @@ def non_negative_int(text: str) -> int:
     if text.strip() == "0":
         return 0
     return positive_int(text)
+
+
+def list_limit(text: str) -> int:
+    """--limit: 1..1000, the relay's bound; out of range is a usage error (exit 2)."""
+    value = positive_int(text)
+    if value > MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"'{text}' must be at most {MAX_LIMIT}")
+    return value
+
+
+def wait_seconds(text: str) -> int:
+    """--wait: 0..60 whole seconds, the relay's long-poll bound."""
+    value = non_negative_int(text)
+    if value > MAX_WAIT:
+        raise argparse.ArgumentTypeError(f"'{text}' must be at most {MAX_WAIT}")
+    return value
 
 
 def seconds(text: str) -> float:

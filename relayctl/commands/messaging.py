@@ -8,19 +8,20 @@ from typing import Any
 
 from relayctl.commands import agents, pairs, tasks, watch
 from relayctl.commands.agent_side import (
+    MAX_WAIT,
     acting_agent,
     add_agent_option,
     client_for,
     lines,
+    list_limit,
     message_line,
     non_negative_int,
     positive_int,
     read_body,
     sentence,
+    wait_seconds,
 )
 from relayctl.main import ExitCode, emit
-
-MAX_WAIT = 60
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -94,8 +95,8 @@ def _register_inbox(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--unread", action="store_true", help="only messages not yet read")
     parser.add_argument("--since", type=non_negative_int, metavar="ID",
                         help="only messages with an id above ID")
-    parser.add_argument("--limit", type=positive_int, metavar="N", help="at most N (max 1000)")
-    parser.add_argument("--wait", type=non_negative_int, metavar="S",
+    parser.add_argument("--limit", type=list_limit, metavar="N", help="at most N (max 1000)")
+    parser.add_argument("--wait", type=wait_seconds, metavar="S",
                         help=f"wait up to S seconds (max {MAX_WAIT}) for a message to arrive")
     parser.add_argument("--mark-read", action="store_true",
                         help="mark the listed messages read")

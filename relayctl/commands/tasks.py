@@ -11,6 +11,7 @@ from relayctl.commands.agent_side import (
     add_agent_option,
     client_for,
     lines,
+    list_limit,
     positive_int,
     sentence,
     task_line,
@@ -29,7 +30,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", choices=TASK_STATUSES, help="only tasks in this state")
     parser.add_argument("--source", help="only tasks from this integration")
     parser.add_argument("--target", help="only tasks sent to this target")
-    parser.add_argument("--limit", type=positive_int, metavar="N", help="at most N")
+    parser.add_argument("--limit", type=list_limit, metavar="N", help="at most N (max 1000)")
     parser.set_defaults(func=_list)
     actions = parser.add_subparsers(dest="task_command", metavar="ACTION")
     _register_show(actions, common)

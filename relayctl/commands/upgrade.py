@@ -267,6 +267,10 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
     select(args.providers)  # an unknown provider is a usage error before anything changes
     method = detect_install(args)
+    if method.command is None and args.dry_run:  # the plan is a manual step: shown, not failed
+        emit(args, {"method": method.kind, "command": None, "from": __version__,
+                    "manual": method.reason}, f"Plan: nothing to run here; {method.reason}")
+        return ExitCode.OK
     if method.command is None:
         raise CliError(method.reason)
     if not args.json or not args.dry_run:

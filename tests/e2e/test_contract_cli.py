@@ -1,0 +1,95 @@
+"""Contract section 9 audit: relayctl as real subprocesses — help everywhere, usage errors
+exit 2 (also for values the relay would refuse), and `upgrade --dry-run` always shows a plan."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from relayctl.main import build_parser
+from relayctl.main import main as relayctl_main
+
+
+def every_command(parser: argparse.ArgumentParser, path: list[str]) -> Iterator[list[str]]:
+    yield path
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from every_command(sub, [*path, name])
+
+
+COMMANDS = [c for c in every_command(build_parser(), []) if c]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """No relay anywhere: a usage error must be caught before anything is contacted."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_RELAY_")}
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    clean.update(HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "cfg"),
+                 XDG_RUNTIME_DIR=str(tmp_path), AGENT_RELAY_CONFIG=str(config),
+                 AGENT_RELAY_URL="http://127.0.0.1:9", AGENT_RELAY_TOKEN="t" * 16)
+    return clean
+
+
+def relayctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "relayctl.main", *args], env=env,
+                          capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_the_contract_commands_all_exist() -> None:
+    listed = {" ".join(c) for c in COMMANDS}
+    for name in ("setup", "token show", "token rotate", "status", "daemon install",
+                 "daemon status", "daemon logs", "daemon start", "daemon stop",
+                 "daemon restart", "daemon enable", "daemon disable", "daemon uninstall",
+                 "upgrade", "provider refresh", "send", "send-claimable", "inbox", "watch",
+                 "pair", "label", "tags", "agents", "tasks"):
+        assert name in listed, name
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_and_subcommand_has_help(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert relayctl_main([*command, "--help"]) == 0
+    assert "usage: relayctl " + " ".join(command) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["inbox", "--for", "a", "--limit", "1001"], ["inbox", "--for", "a", "--wait", "61"],
+     ["tasks", "--limit", "5000"], ["inbox", "--for", "a", "--limit", "0"]],
+    ids=" ".join,
+)
+def test_values_out_of_the_relays_range_are_usage_errors(
+    env: dict[str, str], args: list[str]
+) -> None:
+    result = relayctl(env, *args)
+    assert result.returncode == 2, result
+    assert "must be at" in result.stderr and result.stdout == ""
+
+
+def test_the_bounds_themselves_are_accepted(env: dict[str, str]) -> None:
+    # Valid values get past argument parsing: the (absent) relay is what fails, exit 3.
+    assert relayctl(env, "inbox", "--for", "a", "--limit", "1000", "--wait", "60").returncode == 3
+    assert relayctl(env, "tasks", "--limit", "1000").returncode == 3
+
+
+def test_upgrade_dry_run_prints_a_plan_and_exits_0_whatever_the_install(
+    env: dict[str, str],
+) -> None:
+    human = relayctl(env, "upgrade", "--dry-run")
+    assert human.returncode == 0, human
+    assert human.stdout.startswith("Plan:")
+    report = json.loads(relayctl(env, "upgrade", "--dry-run", "--json").stdout)
+    assert report["method"] in ("pipx", "uv-tool", "venv", "editable", "unknown")
+    assert report["command"] is not None or report["manual"]

@@ -50,9 +50,12 @@ async def go_offline(http: aiohttp.ClientSession, agent_id: str) -> None:
 
 
 async def send(
-    http: aiohttp.ClientSession, headers: dict[str, str] | None = None, **fields: Any
+    http: aiohttp.ClientSession,
+    sender: str = "cli",
+    headers: dict[str, str] | None = None,
+    **fields: Any,
 ) -> tuple[int, Any]:
-    body = {"from": "cli", "body": "hi", **fields}
+    body = {"from": sender, "body": "hi", **fields}
     return await call(http, "POST", "/api/messages", body, headers=headers)
 
 
@@ -153,11 +156,13 @@ async def test_cors_is_same_origin_unless_listed(relay_factory: Callable[..., An
             assert "Access-Control-Allow-Origin" not in response.headers
     await closed.stop()
     opened: Relay = await relay_factory(cors_origins=("http://ui.example",))
-    async with aiohttp.ClientSession(base_url=opened.url) as http:
-        async with http.options("/api/messages", headers=preflight) as response:
-            assert response.status == 204
-            assert response.headers["Access-Control-Allow-Origin"] == "http://ui.example"
-            assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+    async with (
+        aiohttp.ClientSession(base_url=opened.url) as http,
+        http.options("/api/messages", headers=preflight) as response,
+    ):
+        assert response.status == 204
+        assert response.headers["Access-Control-Allow-Origin"] == "http://ui.example"
+        assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
 
 
 # ------------------------------------------------------------------ 3. agents
@@ -222,7 +227,7 @@ async def test_every_target_form(http: aiohttp.ClientSession) -> None:
         assert status == 201 and sorted(message["recipients"]) == recipients, to
     assert_error(*await send(http, to="t-404"), 404, "not_found")
     assert_error(*await send(http, to="id:t-404"), 404, "not_found")
-    _, from_member = await send(http, **{"from": "t-1"}, to="tag:red")
+    _, from_member = await send(http, sender="t-1", to="tag:red")
     assert from_member["recipients"] == ["t-2"]  # never its own recipient
 
 
@@ -243,9 +248,9 @@ async def test_channels_filter_selectors_but_not_direct_messages(
 async def test_threading_and_thread_listing(http: aiohttp.ClientSession) -> None:
     await register(http, "th-a")
     await register(http, "th-b")
-    _, root = await send(http, **{"from": "th-a"}, to="th-b")
-    _, reply = await send(http, **{"from": "th-b"}, to="th-a", replyTo=root["id"])
-    _, deeper = await send(http, **{"from": "th-a"}, to="th-b", replyTo=reply["id"])
+    _, root = await send(http, sender="th-a", to="th-b")
+    _, reply = await send(http, sender="th-b", to="th-a", replyTo=root["id"])
+    _, deeper = await send(http, sender="th-a", to="th-b", replyTo=reply["id"])
     assert root["threadId"] == root["id"] and root["replyTo"] is None
     assert (reply["replyTo"], reply["threadId"]) == (root["id"], root["id"])
     assert deeper["threadId"] == root["id"]
@@ -340,7 +345,7 @@ async def test_idempotency_key_per_sender_within_24_hours(relay: Relay) -> None:
         status, replay = await send(http, to="idem-a", headers=key)
         assert status == 200 and replay["id"] == first["id"]
         assert replay["recipients"] == ["idem-a"]
-        status, other_sender = await send(http, **{"from": "cli-2"}, to="idem-a", headers=key)
+        status, other_sender = await send(http, sender="cli-2", to="idem-a", headers=key)
         assert status == 201 and other_sender["id"] != first["id"]
         _, inbox = await call(http, "GET", "/api/messages?for=idem-a")
         assert len(inbox["messages"]) == 2  # the replay delivered nothing

@@ -54,18 +54,17 @@ class EventStream:
     def accepts(self, event: Event) -> bool:
         return event.visible_to(self.reader)
 
-    async def run(self, resume_after: int | None) -> None:
+    async def run(self, resume_after: int | None, live_from: int) -> None:
+        """`live_from`: the latest event id read before the answer's headers went out, so
+        nothing a client does once it sees them can be skipped as "already sent"."""
         bus = self.ctx.bus
         subscription = bus.subscribe(self.accepts, self.ctx.settings.sse_queue_size)
         subscription.direct = self.write_direct
         try:
             await self.response.write(b": connected\n\n")
-            if resume_after is not None:
-                # an id from before a database reset must not hide the new events
-                latest = await self.ctx.store.latest_event_id()
-                await self.catch_up(min(resume_after, latest))
-            else:
-                self.last_sent = await self.ctx.store.latest_event_id()
+            # an id from before a database reset must not hide the new events
+            start = live_from if resume_after is None else min(resume_after, live_from)
+            await self.catch_up(start)  # also what committed before we subscribed
             keepalive = self.ctx.settings.sse_keepalive_seconds
             clock = asyncio.get_running_loop().time
             comment_due = clock() + keepalive  # also under steady traffic, for idle timers
@@ -128,13 +127,14 @@ async def open_stream(request: web.Request, ctx: Context, reader: str | None) ->
     chunked = request.version == HttpVersion11
     if chunked:
         response.enable_chunked_encoding()
+    live_from = await ctx.store.latest_event_id()
     await response.prepare(request)
     stream = EventStream(ctx, response, reader)
     if chunked and isinstance(request.transport, asyncio.Transport):
         stream.transport = request.transport
     ctx.sse_connections += 1
     try:
-        await stream.run(resume_point(request))
+        await stream.run(resume_point(request), live_from)
     finally:
         ctx.sse_connections -= 1
     return response

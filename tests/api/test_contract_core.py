@@ -383,3 +383,121 @@ async def test_stats_and_health_shapes(http: aiohttp.ClientSession) -> None:
     assert stats["sse"]["connections"] == 0
     status, health = await call(http, "GET", "/api/health")
     assert status == 200 and health["status"] == "ok" and health["version"] == stats["version"]
+
+
+# ------------------------------------------------------------------ 5. server-sent events
+
+
+class Frames:
+    """Raw SSE frames of one response: each event's fields, and the comment lines."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.comments: list[str] = []
+
+    async def event(self, timeout: float = 5.0) -> dict[str, str]:
+        fields: dict[str, str] = {}
+        while True:
+            line = (await asyncio.wait_for(self.response.content.readline(), timeout)).decode()
+            line = line.rstrip("\n")
+            if line.startswith(":"):
+                self.comments.append(line)
+            elif line:
+                name, _, value = line.partition(":")
+                fields[name] = value.removeprefix(" ")
+            elif fields:
+                return fields
+
+    async def events(self, count: int) -> list[dict[str, str]]:
+        return [await self.event() for _ in range(count)]
+
+
+async def test_sse_event_types_and_data_shapes(http: aiohttp.ClientSession) -> None:
+    async with http.get("/api/events") as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        frames = Frames(response)
+        await register(http, "ev-a", tags=["ev"])
+        _, job = await send(http, to="tag:ev", claimable=True)
+        await call(http, "POST", f"/api/messages/{job['id']}/claim", {"agent": "ev-a"})
+        await call(http, "DELETE", f"/api/messages/{job['id']}")
+        await call(http, "DELETE", "/api/agents/ev-a")
+        events = await frames.events(5)
+    assert all({"id", "event", "data"} <= set(e) for e in events)
+    ids = [int(e["id"]) for e in events]
+    assert ids == sorted(set(ids))
+    data = [json.loads(e["data"]) for e in events]
+    assert [e["event"] for e in events] == [
+        "agent.status", "message.new", "message.claimed", "message.deleted", "agent.removed",
+    ]
+    assert set(data[0]) >= AGENT_FIELDS and set(data[1]) >= MESSAGE_FIELDS
+    assert data[2] == {"id": job["id"], "claimedBy": "ev-a"}
+    assert data[3] == {"id": job["id"]} and data[4] == {"id": "ev-a"}
+
+
+async def test_sse_for_filters_and_last_event_id_replays_in_order(
+    http: aiohttp.ClientSession,
+) -> None:
+    await register(http, "f-a")
+    await register(http, "f-b")
+    async with http.get("/api/events?for=f-a") as response:
+        frames = Frames(response)
+        _, to_b = await send(http, to="f-b")
+        _, to_a = await send(http, to="f-a")
+        first = json.loads((await frames.event())["data"])
+        assert first["id"] == to_a["id"]  # f-b's message is not f-a's to see
+    _, mid = await send(http, to="f-a")
+    _, last = await send(http, to="f-a")
+    since = 0
+    async with http.get("/api/events?for=f-a", headers={"Last-Event-ID": str(since)}) as response:
+        replayed = await Frames(response).events(4)
+    kinds = [(e["event"], json.loads(e["data"])["id"]) for e in replayed]
+    assert kinds == [("agent.status", "f-a"), ("agent.status", "f-b"),
+                     ("message.new", to_a["id"]), ("message.new", mid["id"])]
+    resume = int(replayed[2]["id"])
+    async with http.get("/api/events", headers={"Last-Event-ID": str(resume)}) as response:
+        frames = Frames(response)
+        tail = await frames.events(2)
+        _, live = await send(http, to="f-b")
+        after = await frames.event()
+    assert [json.loads(e["data"])["id"] for e in tail] == [mid["id"], last["id"]]
+    assert json.loads(after["data"])["id"] == live["id"] and to_b["id"] < live["id"]
+
+
+async def test_sse_sees_what_a_client_does_right_after_connecting(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Regression: the stream's start point was read after its headers went out, so a send
+    committed in between was skipped as "already sent" and never streamed."""
+    await register(http, "quick")
+    for attempt in range(20):
+        async with http.get("/api/events?for=quick") as response:
+            _, sent = await send(http, to="quick", body=f"n{attempt}")
+            got = json.loads((await Frames(response).event(timeout=3))["data"])
+            assert got["id"] == sent["id"]
+
+
+async def test_sse_comment_at_least_every_keepalive_even_under_traffic(
+    relay_factory: Callable[..., Any],
+) -> None:
+    relay: Relay = await relay_factory(sse_keepalive_seconds=0.2)
+    async with (
+        aiohttp.ClientSession(base_url=relay.url) as http,
+        http.get("/api/events") as response,
+    ):
+        loop = asyncio.get_running_loop()
+
+        async def traffic() -> None:
+            for n in range(12):
+                await register(http, f"busy-{n}")
+                await asyncio.sleep(0.05)
+
+        sender = asyncio.ensure_future(traffic())
+        lines: list[str] = []
+        end = loop.time() + 0.55
+        while loop.time() < end:
+            raw = await asyncio.wait_for(response.content.readline(), 1)
+            lines.append(raw.decode().rstrip("\n"))
+        await sender
+    assert lines[0] == ": connected"
+    assert any(line.startswith("event: agent.status") for line in lines)
+    assert lines.count(": keep-alive") >= 2

@@ -229,6 +229,8 @@ async def test_every_target_form(http: aiohttp.ClientSession) -> None:
     assert_error(*await send(http, to="id:t-404"), 404, "not_found")
     _, from_member = await send(http, sender="t-1", to="tag:red")
     assert from_member["recipients"] == ["t-2"]  # never its own recipient
+    status, to_itself = await send(http, sender="t-3", to="t-3")
+    assert status == 201 and to_itself["recipients"] == []  # docs once said "delivered"
 
 
 async def test_channels_filter_selectors_but_not_direct_messages(

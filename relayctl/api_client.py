@@ -223,7 +223,10 @@ class RelayError(CliError):
     them (a heartbeat that gets 404 registers again)."""
 
     def __init__(self, message: str, status: int, code: str | None) -> None:
-        super().__init__(message, ExitCode.FAILURE)
+        # A 400 invalid_request names an argument the user gave (a bad target, id or value):
+        # a usage error, like the ones argparse catches.
+        usage = status == 400 and code == "invalid_request"
+        super().__init__(message, ExitCode.USAGE if usage else ExitCode.FAILURE)
         self.status = status
         self.error_code = code
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from relayctl.api_client import ApiClient, find_relay
-from relayctl.main import CliError
+from relayctl.main import CliError, ExitCode
 from relayctl.provider_env import ProviderEnvError, default_agent_id
 
 BODY_PREVIEW = 100
@@ -49,7 +49,7 @@ def read_body(text: str) -> str:
     """BODY as given, or standard input for "-"."""
     body = sys.stdin.read().removesuffix("\n") if text == "-" else text
     if not body.strip():
-        raise CliError("the message body is empty")
+        raise CliError("the message body is empty", ExitCode.USAGE)
     return body
 
 

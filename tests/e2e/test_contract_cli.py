@@ -15,6 +15,9 @@ import pytest
 
 from relayctl.main import build_parser
 from relayctl.main import main as relayctl_main
+from tests.helpers import RelaydProcess
+
+TOKEN = "contract-cli-token"
 
 
 def every_command(parser: argparse.ArgumentParser, path: list[str]) -> Iterator[list[str]]:
@@ -93,3 +96,40 @@ def test_upgrade_dry_run_prints_a_plan_and_exits_0_whatever_the_install(
     report = json.loads(relayctl(env, "upgrade", "--dry-run", "--json").stdout)
     assert report["method"] in ("pipx", "uv-tool", "venv", "editable", "unknown")
     assert report["command"] is not None or report["manual"]
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelaydProcess]:
+    process = RelaydProcess(tmp_path_factory.mktemp("relay"), {"AGENT_RELAY_TOKEN": TOKEN})
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def live(env: dict[str, str], relay: RelaydProcess) -> dict[str, str]:
+    assert relay.url is not None
+    return {**env, "AGENT_RELAY_URL": relay.url, "AGENT_RELAY_TOKEN": TOKEN}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["send", "ann", "", "--from", "ci"], ["send", "ann", "   ", "--from", "ci"],
+     ["send", "bad target!", "hi", "--from", "ci"], ["tasks", "status", "1", "done", "--agent", "bad id!"],
+     ["send", "tag:x", "hi", "--from", "ci", "--reply-to", "999999"],
+     ["pair", "start", "", "--from", "ci"]],
+    ids=" ".join,
+)
+def test_bad_arguments_the_relay_refuses_are_usage_errors(
+    live: dict[str, str], args: list[str]
+) -> None:
+    result = relayctl(live, *args)
+    assert result.returncode == 2, result
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1
+
+
+def test_refusals_that_are_not_usage_stay_exit_1(live: dict[str, str]) -> None:
+    missing = relayctl(live, "claim", "999999", "--agent", "ann")
+    assert missing.returncode == 1 and "(not_found)" in missing.stderr
+    unknown = relayctl(live, "send", "nobody-at-all", "hi", "--from", "ci")
+    assert unknown.returncode == 1 and "(not_found)" in unknown.stderr

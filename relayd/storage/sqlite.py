@@ -126,6 +126,8 @@ class SQLiteStore(Store):
         self._reader = self._writer = None
 
     async def healthy(self) -> bool:
+        if not self.path.exists():  # deleted under us: writes would now go nowhere durable
+            return False
         try:
             await self._read(lambda tx: tx.scalar("SELECT 1"))
         except Exception:

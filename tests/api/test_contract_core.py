@@ -503,3 +503,11 @@ async def test_sse_comment_at_least_every_keepalive_even_under_traffic(
     assert lines[0] == ": connected"
     assert any(line.startswith("event: agent.status") for line in lines)
     assert lines.count(": keep-alive") >= 2
+
+
+async def test_health_is_503_when_storage_is_not_usable(relay: Relay) -> None:
+    async with aiohttp.ClientSession(base_url=relay.url) as http:
+        relay.settings.db_path.unlink()  # the database deleted under the running relay
+        status, body = await call(http, "GET", "/api/health")
+        assert_error(status, body, 503, "unavailable")
+        assert body["status"] == "unavailable" and isinstance(body["version"], str)

@@ -11,6 +11,7 @@ from relayd.api.common import (
     no_content,
     ok,
     path_agent_id,
+    query_int,
     query_text,
     read_json,
     read_optional_json,
@@ -72,10 +73,16 @@ def _filter(request: web.Request, exclude_offline: bool = False) -> AgentFilter:
     )
 
 
+def _listing(request: web.Request, agents: list[Agent]) -> web.Response:
+    """`{agents}`, cut to `?limit=` (1-1000; absent: all) like every other list."""
+    limit = query_int(request, "limit", minimum=1, maximum=1000)
+    return ok({"agents": [a.to_json() for a in agents[:limit]]})
+
+
 @requires("agents:read")
 async def list_agents(request: web.Request) -> web.Response:
     agents = await context_of(request).store.list_agents(_filter(request))
-    return ok({"agents": [a.to_json() for a in agents]})
+    return _listing(request, agents)
 
 
 @requires("agents:read")
@@ -83,7 +90,7 @@ async def find(request: web.Request) -> web.Response:
     if not request.query.get("capability"):
         raise invalid("query parameter 'capability' is required")
     agents = await context_of(request).store.list_agents(_filter(request, exclude_offline=True))
-    return ok({"agents": [a.to_json() for a in agents]})
+    return _listing(request, agents)
 
 
 @requires("agents:read")

@@ -465,6 +465,12 @@ AGENT_FILTERS = [
     query("machine", text(1024), "agents on this machine", empty=True),
     query("status", {"type": "string", "enum": AGENT_STATUSES}, "agents in this status"),
     query("capability", text(1024), "agents with this capability", empty=True),
+    query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": 1000},
+        "at most this many, by id (default: all; out of range: 400)",
+        empty=True,
+    ),
 ]
 MESSAGE_FILTERS = [
     query("for", AGENT_ID, "the inbox of this registered agent (404 if unknown)"),

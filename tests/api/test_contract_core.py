@@ -97,6 +97,23 @@ async def test_errors_have_stable_codes(http: aiohttp.ClientSession) -> None:
     assert "id" in body["error"]
     for query in ("limit=0", "limit=1001", "wait=61", "since=-1", "limit=x"):
         assert_error(*await call(http, "GET", f"/api/messages?{query}"), 400, "invalid_request")
+    for path in ("/api/agents?", "/api/agents/find?capability=chat&", "/api/tasks?",
+                 "/api/pairs?"):
+        for limit in (0, 1001):
+            url = f"{path}limit={limit}"
+            assert_error(*await call(http, "GET", url), 400, "invalid_request")
+
+
+async def test_agent_lists_take_a_limit(http: aiohttp.ClientSession) -> None:
+    """Regression: GET /api/agents ignored ?limit=, so limit=0 was silently answered."""
+    for n in range(3):
+        await register(http, f"lim-{n}")
+    _, two = await call(http, "GET", "/api/agents?limit=2")
+    assert [a["id"] for a in two["agents"]] == ["lim-0", "lim-1"]
+    _, everyone = await call(http, "GET", "/api/agents")
+    assert len(everyone["agents"]) == 3
+    _, found = await call(http, "GET", "/api/agents/find?capability=chat&limit=1")
+    assert [a["id"] for a in found["agents"]] == ["lim-0"]
 
 
 async def test_ids_only_grow(http: aiohttp.ClientSession) -> None:

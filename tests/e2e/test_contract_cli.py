@@ -8,8 +8,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,7 +119,8 @@ def live(env: dict[str, str], relay: RelaydProcess) -> dict[str, str]:
 @pytest.mark.parametrize(
     "args",
     [["send", "ann", "", "--from", "ci"], ["send", "ann", "   ", "--from", "ci"],
-     ["send", "bad target!", "hi", "--from", "ci"], ["tasks", "status", "1", "done", "--agent", "bad id!"],
+     ["send", "bad target!", "hi", "--from", "ci"],
+     ["tasks", "status", "1", "done", "--agent", "bad id!"],
      ["send", "tag:x", "hi", "--from", "ci", "--reply-to", "999999"],
      ["pair", "start", "", "--from", "ci"]],
     ids=" ".join,
@@ -133,3 +138,42 @@ def test_refusals_that_are_not_usage_stay_exit_1(live: dict[str, str]) -> None:
     assert missing.returncode == 1 and "(not_found)" in missing.stderr
     unknown = relayctl(live, "send", "nobody-at-all", "hi", "--from", "ci")
     assert unknown.returncode == 1 and "(not_found)" in unknown.stderr
+
+
+def http_json(
+    method: str, url: str, body: dict[str, object] | None = None
+) -> tuple[int, dict[str, Any]]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 8.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_relayd_honours_sub_second_timings_from_the_environment(
+    relayd_process: Callable[..., RelaydProcess],
+) -> None:
+    relay = relayd_process(env={"STALE_TTL_MS": "300", "OFFLINE_PRUNE_MS": "0",
+                                "REAP_INTERVAL_MS": "20",
+                                "AGENT_RELAY_PENDING_PAIR_TTL_MS": "300"})
+    api = f"{relay.url}/api"
+    for agent in ("quiet", "keen"):
+        assert http_json("POST", f"{api}/agents", {"id": agent})[0] == 201
+    status, pair = http_json("POST", f"{api}/pairs", {"from": "keen", "to": "id:quiet"})
+    assert status == 201, pair
+
+    def expired() -> bool:
+        return http_json("GET", f"{api}/pairs/{pair['id']}")[1]["status"] == "expired"
+
+    wait_for(expired)
+    wait_for(lambda: http_json("GET", f"{api}/agents/quiet")[0] == 404)

@@ -43,7 +43,10 @@ def _root_url(host: str, port: int) -> str:
 
 
 def _is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:  # a broken [IPv6] host: ApiClient reports the URL as a usage error
+        return False
     return relay_settings.is_loopback_host(host)
 
 
@@ -113,17 +116,24 @@ def is_refused(exc: BaseException) -> bool:
     )
 
 
+def _header_safe(token: str) -> bool:
+    return all(" " <= char <= "~" for char in token)  # printable ASCII only
+
+
 class ApiClient:
     def __init__(self, address: RelayAddress, timeout: float = DEFAULT_TIMEOUT) -> None:
-        split = urlsplit(address.url)
         try:
+            split = urlsplit(address.url)
             valid = split.scheme in ("http", "https") and bool(split.hostname) and (
                 split.port is None or split.port > 0)
-        except ValueError:  # a port that is not a number
+        except ValueError:  # a port that is not a number, an unclosed [IPv6] bracket
             valid = False
         if not valid:
             raise CliError(f"cannot use relay URL {address.url}: expected http(s)://HOST:PORT",
                            ExitCode.USAGE)
+        if address.token is not None and not _header_safe(address.token):
+            raise CliError("the token (AGENT_RELAY_TOKEN or the config's `token`) has characters"
+                           " an HTTP header cannot carry", ExitCode.USAGE)
         self.address = address
         self.timeout = timeout
         self._split = split

@@ -177,3 +177,17 @@ def test_relayd_honours_sub_second_timings_from_the_environment(
 
     wait_for(expired)
     wait_for(lambda: http_json("GET", f"{api}/agents/quiet")[0] == 404)
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [{"AGENT_RELAY_URL": "http://[::1"}, {"AGENT_RELAY_TOKEN": "two\nlines"},
+     {"AGENT_RELAY_TOKEN": "t\u00f8ken"}],
+    ids=["unclosed-ipv6", "newline-token", "non-ascii-token"],
+)
+def test_broken_relay_variables_are_one_line_usage_errors(
+    env: dict[str, str], variables: dict[str, str]
+) -> None:
+    result = relayctl({**env, **variables}, "agents")
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1

@@ -528,3 +528,32 @@ async def test_health_is_503_when_storage_is_not_usable(relay: Relay) -> None:
         status, body = await call(http, "GET", "/api/health")
         assert_error(status, body, 503, "unavailable")
         assert body["status"] == "unavailable" and isinstance(body["version"], str)
+
+
+async def test_integration_allow_lists_bind_plain_sends_too(
+    relay_factory: Callable[..., Any],
+) -> None:
+    """Regression: an integration limited to `tag:ops` could broadcast through POST
+    /api/messages, around the allow-lists the event ingress enforces."""
+    limited = Integration(name="ci", token="ci-token-1234", scopes=frozenset({"messages:write"}),
+                          targets=("tag:ops", "tag:ops-*"), channels=("alerts",))
+    relay: Relay = await relay_factory(token=TOKEN, integrations=(limited,))
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(base_url=relay.url, headers=admin) as http:
+        await register(http, "ops-1", tags=["ops"])
+    ci = {"Authorization": "Bearer ci-token-1234"}
+    async with aiohttp.ClientSession(base_url=relay.url, headers=ci) as http:
+        refused: list[dict[str, Any]] = [
+            {"to": "broadcast"}, {"to": "ops-1"}, {"to": "tag:ops", "channel": "random"},
+        ]
+        for fields in refused:
+            assert_error(*await send(http, sender="ci", **fields), 403, "forbidden")
+        allowed: list[dict[str, Any]] = [
+            {"to": "tag:ops"}, {"to": "tag:ops-eu"}, {"to": "tag:ops", "channel": "alerts"},
+        ]
+        for fields in allowed:
+            status, _ = await send(http, sender="ci", **fields)
+            assert status == 201, fields
+    async with aiohttp.ClientSession(base_url=relay.url, headers=admin) as http:
+        _, inbox = await call(http, "GET", "/api/messages?for=ops-1")
+        assert len(inbox["messages"]) == 2  # the refused sends stored nothing

@@ -34,7 +34,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     _add(actions, common, "hangup", "end a pending or active pair", _hangup, reason=True)
     _add(actions, common, "show", "show one pair", _show, acting=False)
     lister = actions.add_parser("list", parents=[common], help="list pairs",
-                                description="List pair sessions, newest first.")
+                                description="List pair sessions, oldest first.")
     lister.add_argument("--status", choices=PAIR_STATUSES, help="only pairs in this state")
     lister.add_argument("--agent", help="only pairs this agent takes part in")
     lister.set_defaults(func=_list)

@@ -191,3 +191,26 @@ def test_broken_relay_variables_are_one_line_usage_errors(
     result = relayctl({**env, **variables}, "agents")
     assert result.returncode == 2, result
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_pair_list_prints_in_the_order_its_help_states(live: dict[str, str]) -> None:
+    api = live["AGENT_RELAY_URL"] + "/api"
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+
+    def post(path: str, body: dict[str, str]) -> dict[str, Any]:
+        request = urllib.request.Request(api + path, data=json.dumps(body).encode(),
+                                         headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+
+    for agent in ("order-a", "order-b"):
+        post("/agents", {"id": agent})
+    ids = []
+    for _ in range(2):
+        pair = post("/pairs", {"from": "order-a", "to": "id:order-b"})
+        post(f"/pairs/{pair['id']}/hangup", {"agent": "order-a"})
+        ids.append(pair["id"])
+    assert "oldest first" in relayctl(live, "pair", "list", "--help").stdout
+    listed = relayctl(live, "pair", "list", "--agent", "order-a").stdout.splitlines()
+    assert [line.split()[1] for line in listed] == [str(i) for i in ids]

@@ -214,8 +214,8 @@ def _integration(item: Any, index: int) -> Integration:
     name, token = item.get("name"), item.get("token")
     if not isinstance(name, str) or not name:
         raise ValueError(f"{where} needs a non-empty string 'name'")
-    if not isinstance(token, str) or len(token) < 8:
-        raise ValueError(f"integration '{name}' needs a 'token' of at least 8 characters")
+    if not isinstance(token, str) or not token.strip():
+        raise ValueError(f"integration '{name}' needs a non-empty string 'token'")
     scopes = item.get("scopes", [])
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         raise ValueError(f"integration '{name}': 'scopes' must be a list of strings")

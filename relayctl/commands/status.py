@@ -25,9 +25,10 @@ def run(args: argparse.Namespace) -> int:
     except CliError as exc:
         if exc.code != ExitCode.NOT_RUNNING:
             raise
-        if args.json:
-            emit(args, {"running": False, "reason": exc.message, "service": service}, "")
-        raise CliError(exc.message + _service_note(service), exc.code) from None
+        # "not running" is the status being asked for, so it goes to stdout like any answer
+        line = f"relayctl: {exc.message}{_service_note(service)}"
+        emit(args, {"running": False, "reason": exc.message, "service": service}, line)
+        return ExitCode.NOT_RUNNING
     status = {"running": True, **status, "service": service}
     emit(args, status, describe(status))
     return ExitCode.OK

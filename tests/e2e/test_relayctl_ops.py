@@ -176,9 +176,9 @@ def test_status_of_a_running_daemon(ctl_env: dict[str, str], relayd_process: Sta
 def test_status_when_no_socket(ctl_env: dict[str, str], tmp_path: Path) -> None:
     result = relayctl(ctl_env, "status")
     assert result.returncode == ExitCode.NOT_RUNNING
-    line = one_line(result.stderr)
+    line = one_line(result.stdout)  # the answer to "status", so on stdout
     assert "not running (no socket at" in line and "relayctl daemon start" in line
-    assert result.stdout == ""
+    assert result.stderr == ""
 
 
 def test_status_names_the_service_state(
@@ -197,7 +197,7 @@ def test_status_names_the_service_state(
            "AGENT_RELAY_SERVICE_BACKEND": "systemd"}
     down = relayctl(env, "status")
     assert down.returncode == ExitCode.NOT_RUNNING
-    assert "(the systemd service is failed)" in one_line(down.stderr)
+    assert "(the systemd service is failed)" in one_line(down.stdout)
     relayd_process()
     up = relayctl(env, "status")
     assert up.returncode == 0, up.stderr
@@ -212,7 +212,7 @@ def test_status_with_a_stale_socket(ctl_env: dict[str, str], tmp_path: Path) -> 
     dead.close()
     result = relayctl(ctl_env, "status")
     assert result.returncode == ExitCode.NOT_RUNNING
-    assert "stale socket" in one_line(result.stderr)
+    assert "stale socket" in one_line(result.stdout)
 
 
 def test_permission_denied_names_the_owner(tmp_path: Path) -> None:

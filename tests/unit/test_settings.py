@@ -67,7 +67,7 @@ def test_log_file_setting(tmp_path: Path) -> None:
         ({"OFFLINE_PRUNE_MS": "-1"}, "offline_prune_ms"),
         ({"AGENT_RELAY_ALLOW_UNAUTH": "maybe"}, "allow_unauth"),
         ({"AGENT_RELAY_INTEGRATIONS": "{nope"}, "integrations"),
-        ({"AGENT_RELAY_INTEGRATIONS": '[{"name": "a", "token": "short"}]'}, "integrations"),
+        ({"AGENT_RELAY_INTEGRATIONS": '[{"name": "a", "token": " "}]'}, "integrations"),
         ({"AGENT_RELAY_INTEGRATION_RATE_LIMIT_PER_MINUTE": "0"},
          "integration_rate_limit_per_minute"),
         ({"AGENT_RELAY_LOG_LEVEL": "loud"}, "log_level"),

@@ -53,15 +53,25 @@ def emit(args: argparse.Namespace, data: Any, human: str) -> None:
         print(human)
 
 
+def _add_global_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    json_default = False if default is None else default
+    parser.add_argument("--json", action="store_true", default=json_default,
+                        help="print data as JSON")
+    parser.add_argument("--config", default=default,
+                        help="config file (default: the platform config dir)")
+    parser.add_argument("--socket", default=default,
+                        help="control socket path (default: from config)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relayctl", description="Set up, run and use an Agent Relay."
     )
     parser.add_argument("--version", action="version", version=f"relayctl {__version__}")
+    _add_global_flags(parser, default=None)
+    # The same flags after the command; SUPPRESS so an absent one keeps what came before it.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print data as JSON")
-    common.add_argument("--config", help="config file (default: the platform config dir)")
-    common.add_argument("--socket", help="control socket path (default: from config)")
+    _add_global_flags(common, default=argparse.SUPPRESS)
     parser.set_defaults(common_parent=common)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True

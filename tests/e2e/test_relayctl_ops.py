@@ -414,3 +414,10 @@ def test_socket_found_through_listen_json(tmp_path: Path, monkeypatch: pytest.Mo
     (default.parent / "listen.json").write_text(json.dumps({"socket": str(elsewhere)}))
     assert resolve_socket(args) == elsewhere
     live.close()
+
+
+def test_global_flags_work_before_the_command_too(ctl_env: dict[str, str]) -> None:
+    for argv in (("--json", "status"), ("status", "--json")):
+        result = relayctl(ctl_env, *argv)
+        assert result.returncode == ExitCode.NOT_RUNNING, argv
+        assert json.loads(result.stdout)["running"] is False, argv

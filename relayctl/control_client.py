@@ -1,8 +1,11 @@
-"""Talking to relayd's control socket: HTTP+JSON over a Unix socket, with short timeouts.
+"""Talking to relayd's control plane: HTTP+JSON over a Unix socket, with short timeouts, or
+over loopback TCP with the token relayd wrote into its private listen.json.
 
 Finding the socket: --socket, AGENT_RELAY_SOCKET, the config file, then the default path; when
 nothing was configured and the default is absent, the listen.json a running relayd left in a
-per-user runtime dir (it may have had another XDG_RUNTIME_DIR than we do).
+per-user runtime dir (it may have had another XDG_RUNTIME_DIR than we do). The TCP transport
+(control_transport = "tcp", the default on Windows) reads port and token from listen.json next
+to that socket path; so does a relayctl set to "unix" that finds no socket but a TCP record.
 """
 
 from __future__ import annotations
@@ -29,6 +32,20 @@ VERSION_HEADER = "X-Agent-Relay-Version"
 CONTROL_API_VERSION = "1"
 DEFAULT_TIMEOUT = 5.0
 TIMEOUT_ENV = "AGENT_RELAY_CONTROL_TIMEOUT"
+
+
+@dataclass(frozen=True)
+class TcpControl:
+    """A relayd control port on loopback and the token it wants, as listen.json records them."""
+
+    port: int
+    token: str
+    listen_file: Path
+    host: str = paths.CONTROL_HOST
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -74,6 +91,53 @@ def resolve_socket(args: argparse.Namespace, settings: Settings | None = None) -
     return configured
 
 
+def configured_transport(args: argparse.Namespace) -> str:
+    try:
+        return load_settings(args).control_transport
+    except CliError:
+        if _explicit_socket(args):  # a broken config need not stop an explicit --socket
+            return settings_mod.default_control_transport()
+        raise
+
+
+def _explicit_socket(args: argparse.Namespace) -> str | None:
+    return getattr(args, "socket", None) or os.environ.get("AGENT_RELAY_SOCKET")
+
+
+def find_tcp_control(
+    args: argparse.Namespace, socket_path: Path, transport: str
+) -> TcpControl | None:
+    """The TCP control port to use, or None for the Unix socket."""
+    if transport == "unix" and socket_path.exists():
+        return None
+    own = paths.listen_file_for(socket_path)
+    candidates = [own] if _explicit_socket(args) else [own, *paths.listen_file_candidates()]
+    for listen_file in dict.fromkeys(candidates):
+        found = _tcp_from_listen_file(listen_file)
+        if found is not None:
+            return found
+    if transport == "unix":
+        return None
+    raise CliError(
+        f"relayd is not running (no control port recorded in {own}); start it with "
+        "`relayctl daemon start` or `relayd`",
+        ExitCode.NOT_RUNNING,
+    )
+
+
+def _tcp_from_listen_file(path: Path) -> TcpControl | None:
+    try:
+        control = json.loads(path.read_text(encoding="utf-8"))["control"]
+        if control["transport"] != "tcp":
+            return None
+        port, token = control["port"], control["token"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(port, int) or not isinstance(token, str):
+        return None
+    return TcpControl(port, token, path)
+
+
 def _socket_from_listen_file(path: Path) -> Path | None:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -95,10 +159,23 @@ def timeout_from_env(default: float = DEFAULT_TIMEOUT) -> float:
 class ControlClient:
     socket_path: Path
     timeout: float = DEFAULT_TIMEOUT
+    tcp: TcpControl | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ControlClient:
-        return cls(resolve_socket(args), timeout_from_env())
+        transport = configured_transport(args)
+        socket_path = resolve_socket(args)
+        tcp = find_tcp_control(args, socket_path, transport)
+        return cls(socket_path, timeout_from_env(), tcp)
+
+    @property
+    def where(self) -> str:
+        return str(self.socket_path) if self.tcp is None else self.tcp.address
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.tcp is None:
+            return UnixHTTPConnection(self.socket_path, self.timeout)
+        return http.client.HTTPConnection(self.tcp.host, self.tcp.port, timeout=self.timeout)
 
     def get(self, path: str) -> dict[str, Any]:
         return self.request("GET", path)
@@ -107,7 +184,7 @@ class ControlClient:
         return self.request("POST", path, body or {})
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        conn = UnixHTTPConnection(self.socket_path, self.timeout)
+        conn = self._connection()
         try:
             response = self._send(conn, method, path, body)
             payload = response.read()
@@ -117,17 +194,28 @@ class ControlClient:
             conn.close()
         data = _decode(payload)
         if response.status >= 400:
-            raise CliError(f"relayd refused {method} {path}: {data.get('error', response.reason)}")
+            raise self._refusal(method, path, response, data)
         return data
+
+    def _refusal(
+        self, method: str, path: str, response: http.client.HTTPResponse, data: dict[str, Any]
+    ) -> CliError:
+        if response.status == 401 and self.tcp is not None:
+            return CliError(
+                f"relayd on {self.tcp.address} refused the control token from "
+                f"{self.tcp.listen_file} (that file may be left over from another relayd run);"
+                " restart relayd to write a fresh one",
+                ExitCode.FAILURE,
+            )
+        return CliError(f"relayd refused {method} {path}: {data.get('error', response.reason)}")
 
     def stream_lines(self, path: str) -> Iterator[str]:
         """The body of a streaming answer, line by line, until relayd ends it."""
-        conn = UnixHTTPConnection(self.socket_path, self.timeout)
+        conn = self._connection()
         try:
             response = self._send(conn, "GET", path, None)
             if response.status >= 400:
-                data = _decode(response.read())
-                raise CliError(f"relayd refused GET {path}: {data.get('error', response.reason)}")
+                raise self._refusal("GET", path, response, _decode(response.read()))
             assert conn.sock is not None
             conn.sock.settimeout(None)  # following waits as long as the reader wants
             for raw in response:
@@ -138,9 +226,11 @@ class ControlClient:
             conn.close()
 
     def _send(
-        self, conn: UnixHTTPConnection, method: str, path: str, body: dict[str, Any] | None
+        self, conn: http.client.HTTPConnection, method: str, path: str, body: dict[str, Any] | None
     ) -> http.client.HTTPResponse:
         headers = {API_HEADER: CONTROL_API_VERSION, "Accept": "application/json"}
+        if self.tcp is not None:
+            headers["Authorization"] = f"Bearer {self.tcp.token}"
         encoded = None
         if body is not None:
             encoded = json.dumps(body).encode()
@@ -157,13 +247,29 @@ class ControlClient:
 
     def _timeout(self) -> CliError:
         return CliError(
-            f"relayd did not answer within {self.timeout:g}s on {self.socket_path}"
+            f"relayd did not answer within {self.timeout:g}s on {self.where}"
             f" (it may be stuck; check `relayctl logs` or raise {TIMEOUT_ENV})",
             ExitCode.FAILURE,
         )
 
     def _connection_error(self, exc: OSError) -> CliError:
+        if self.tcp is not None:
+            return tcp_connection_error(self.tcp, exc)
         return connection_error(self.socket_path, exc)
+
+
+def tcp_connection_error(tcp: TcpControl, exc: OSError) -> CliError:
+    if isinstance(exc, ConnectionRefusedError) or exc.errno in (
+        errno.ECONNREFUSED, 10061  # WSAECONNREFUSED
+    ):
+        return CliError(
+            f"relayd is not running (nothing listens on control port {tcp.address} recorded in "
+            f"{tcp.listen_file}; it probably crashed); start it with `relayctl daemon start` or "
+            "`relayd`",
+            ExitCode.NOT_RUNNING,
+        )
+    return CliError(f"cannot reach relayd at {tcp.address}: {exc.strerror or exc}",
+                    ExitCode.FAILURE)
 
 
 def connection_error(path: Path, exc: OSError) -> CliError:

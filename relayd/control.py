@@ -1,15 +1,19 @@
-"""The admin control plane: HTTP+JSON under /v1 on a private Unix socket.
+"""The admin control plane: HTTP+JSON under /v1 on a private Unix socket, or loopback TCP.
 
 Only the owning user may use it: the socket is 0600 in a 0700 directory, the peer's uid is
 checked where the OS tells it (SO_PEERCRED), and requests carrying Origin or Referer are refused
-so a web page cannot reach it through a browser. ``InstanceGuard`` makes sure a second relayd
-never takes over a live socket or database.
+so a web page cannot reach it through a browser. Where asyncio has no Unix sockets (Windows) the
+same app listens on 127.0.0.1 and every request must carry a per-start token that relayd writes
+only into its private listen.json: reading that file is what "only the owning user" means there.
+``InstanceGuard`` makes sure a second relayd never takes over a live control plane or database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import http.client
 import json
 import logging
 import os
@@ -53,17 +57,21 @@ UNIX_SOCKETS = hasattr(socket, "AF_UNIX") and sys.platform != "win32"
 
 
 class InstanceGuard:
-    """Refuses to start next to a live relayd: same socket (probe) or same database (flock)."""
+    """Refuses to start next to a live relayd: same socket or control port (probe) or same
+    database (flock)."""
 
     def __init__(self, settings: Settings) -> None:
         self.socket_path = settings.socket_path
+        self.transport = settings.control_transport
         self.lock_path = paths.lock_file_for(settings.db_path)
         self._lock_fd: int | None = None
 
     def acquire(self) -> None:
         if UNIX_SOCKETS:
-            check_socket_path_length(self.socket_path)
+            if self.transport == "unix":
+                check_socket_path_length(self.socket_path)
             probe_socket(self.socket_path)
+        probe_control_port(paths.listen_file_for(self.socket_path))
         self._lock_database()
 
     def release(self) -> None:
@@ -147,6 +155,37 @@ def probe_socket(path: Path) -> None:
     )
 
 
+def probe_control_port(listen_file: Path) -> None:
+    """A listen.json naming a TCP control port where relayd still answers: refuse."""
+    record = read_listen_file(listen_file) or {}
+    control = record.get("control")
+    if not isinstance(control, dict) or control.get("transport") != "tcp":
+        return
+    port = control.get("port")
+    if not isinstance(port, int) or not _relayd_answers(port):
+        return
+    raise StartupError(
+        f"relayd is already running (pid {record.get('pid', 'unknown')}, control port "
+        f"{paths.CONTROL_HOST}:{port}); use `relayctl status`, or stop it with "
+        "`relayctl daemon stop`"
+    )
+
+
+def _relayd_answers(port: int) -> bool:
+    """No token needed: even relayd's 401 carries its version header; a port now taken by
+    another program does not."""
+    conn = http.client.HTTPConnection(paths.CONTROL_HOST, port, timeout=PROBE_TIMEOUT)
+    try:
+        conn.request("GET", "/v1/status")
+        return conn.getresponse().getheader(VERSION_HEADER) is not None
+    except TimeoutError:
+        return True  # it accepted and stays silent: a stuck relayd is still a relayd
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
 def _pid_behind(socket_path: Path) -> str:
     record = read_listen_file(socket_path.parent / paths.LISTEN_FILENAME)
     if record and record.get("socket") == str(socket_path):
@@ -194,6 +233,8 @@ def peer_uid(request: web.Request) -> int | None:
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None or not hasattr(socket, "SO_PEERCRED"):
         return None
+    if sock.family != getattr(socket, "AF_UNIX", None):
+        return None  # TCP peers have no credentials; the token guards that transport
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", raw)
     return int(uid)
@@ -220,6 +261,27 @@ async def guard_middleware(
     return response
 
 
+def token_middleware(token: str) -> Any:
+    """Every request on the TCP control port must carry relayd's per-start token."""
+    expected = token.encode()
+
+    @web.middleware
+    async def check_token(request: web.Request, handler: Any) -> web.StreamResponse:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        presented = given.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "the control port needs `Authorization: Bearer <token>` with the token from "
+                "relayd's listen.json",
+            )
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return check_token
+
+
 async def _add_version_header(request: web.Request, response: web.StreamResponse) -> None:
     response.headers[VERSION_HEADER] = __version__
 
@@ -232,18 +294,34 @@ class ControlServer:
         self.relay = relay
         self.runner: web.AppRunner | None = None
         self.path: Path | None = None
+        self.tcp_port: int | None = None
+        self.token: str | None = None
+        self._listen_file_written = False
         self.ring = logring.install()  # relayd installs it earlier; in-process relays here
 
     @property
     def listen_file(self) -> Path:
-        return self.relay.settings.socket_path.parent / paths.LISTEN_FILENAME
+        return paths.listen_file_for(self.relay.settings.socket_path)
+
+    @property
+    def address(self) -> str:
+        """Where the control plane listens, as relayctl status shows it."""
+        if self.tcp_port is not None:
+            return f"tcp://{paths.CONTROL_HOST}:{self.tcp_port}"
+        return str(self.path)
 
     async def start(self) -> None:
-        if not UNIX_SOCKETS:
-            log.warning("no control socket on this platform: asyncio has no Unix sockets here")
-            return
-        path = self.relay.settings.socket_path
-        prepare_socket_dir(path.parent)
+        if self.relay.settings.control_transport == "tcp":
+            await self._start_tcp()
+        elif UNIX_SOCKETS:
+            await self._start_unix()
+        else:
+            raise StartupError(
+                "control_transport unix needs Unix sockets, which asyncio does not have on this"
+                " platform; set control_transport = \"tcp\" (the default here)"
+            )
+
+    async def _setup_runner(self) -> web.AppRunner:
         self.runner = web.AppRunner(
             self._make_app(),
             access_log=None,
@@ -251,6 +329,31 @@ class ControlServer:
             shutdown_timeout=CONTROL_SHUTDOWN_TIMEOUT,
         )
         await self.runner.setup()
+        return self.runner
+
+    async def _start_tcp(self) -> None:
+        prepare_socket_dir(self.listen_file.parent)  # listen.json holds the token: keep it 0700
+        self.token = secrets.token_urlsafe(32)
+        port = self.relay.settings.control_port
+        site = web.TCPSite(await self._setup_runner(), paths.CONTROL_HOST, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise StartupError(
+                f"cannot listen on control port {paths.CONTROL_HOST}:{port}: {exc.strerror}"
+                " (choose another with control_port / AGENT_RELAY_CONTROL_PORT, or 0 for any)"
+            ) from None
+        self.tcp_port = _bound_port(site)
+        self._write_listen_file()
+        log.info("control port %s:%d (token in %s)", paths.CONTROL_HOST, self.tcp_port,
+                 self.listen_file)
+
+    async def _start_unix(self) -> None:
+        path = self.relay.settings.socket_path
+        prepare_socket_dir(path.parent)
+        await self._setup_runner()
+        assert self.runner is not None
         try:
             await web.UnixSite(self.runner, str(path)).start()
         except OSError as exc:
@@ -270,16 +373,24 @@ class ControlServer:
             # Python before 3.13 leaves the socket file behind
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
-            record = read_listen_file(self.listen_file)
-            if record is not None and record.get("pid") == os.getpid():
-                with contextlib.suppress(FileNotFoundError):
-                    self.listen_file.unlink()
             self.path = None
+        self._remove_listen_file()
+        self.tcp_port = self.token = None
+
+    def _remove_listen_file(self) -> None:
+        if not self._listen_file_written:
+            return  # never another relay's (in-process test relays share our pid)
+        record = read_listen_file(self.listen_file)
+        if record is not None and record.get("pid") == os.getpid():
+            with contextlib.suppress(FileNotFoundError):
+                self.listen_file.unlink()
+        self._listen_file_written = False
 
     def _make_app(self) -> web.Application:
-        app = web.Application(
-            middlewares=[error_middleware, guard_middleware], client_max_size=64 * 1024
-        )
+        middlewares = [error_middleware, guard_middleware]
+        if self.token is not None:
+            middlewares.append(token_middleware(self.token))
+        app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
         app.on_response_prepare.append(_add_version_header)
         app.router.add_get("/v1/status", self.status)
         app.router.add_post("/v1/reload", self.reload)
@@ -290,20 +401,36 @@ class ControlServer:
         app.router.add_get("/v1/logs", self.logs)
         return app
 
+    def _control_record(self) -> dict[str, Any]:
+        if self.tcp_port is None:
+            return {"transport": "unix", "socket": str(self.path)}
+        return {
+            "transport": "tcp",
+            "host": paths.CONTROL_HOST,
+            "port": self.tcp_port,
+            "token": self.token,
+        }
+
     def _write_listen_file(self) -> None:
         record = {
             "pid": os.getpid(),
             "version": __version__,
-            "socket": str(self.path),
+            "socket": str(self.path) if self.path is not None else None,
+            "control": self._control_record(),
             "url": self.relay.url,
             "host": self.relay.address[0] if self.relay.address else None,
             "port": self.relay.address[1] if self.relay.address else None,
             "database": str(self.relay.settings.db_path),
         }
         tmp = self.listen_file.with_name(f".{paths.LISTEN_FILENAME}.{os.getpid()}")
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        # created 0600, never briefly readable: on the TCP transport it holds the token
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, indent=2) + "\n")
         os.replace(tmp, self.listen_file)
+        self._listen_file_written = True
 
     # -------------------------------------------------------------------- handlers
 
@@ -320,7 +447,8 @@ class ControlServer:
                 "python": sys.version.split()[0],
                 "uptimeSeconds": ctx.uptime_seconds,
                 "listen": {"host": host, "port": port, "url": relay.url},
-                "socket": str(self.path),
+                "socket": self.address,
+                "control": {"transport": settings.control_transport, "address": self.address},
                 "configPath": str(settings.config_path) if settings.config_path else None,
                 "logFile": str(settings.log_file) if settings.log_file else None,
                 "database": {"path": str(settings.db_path), "sizeBytes": ctx.store.file_size()},
@@ -434,6 +562,12 @@ class ControlServer:
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    server = site._server
+    assert isinstance(server, asyncio.base_events.Server)
+    return int(server.sockets[0].getsockname()[1])
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:

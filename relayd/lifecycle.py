@@ -181,7 +181,7 @@ class Relay:
     def apply_settings(self, settings: Settings) -> list[str]:
         """Take reloadable settings live (SIGHUP / control reload); returns what changed."""
         old = self.ctx.settings
-        fixed = ("host", "port", "db_path", "socket_path")
+        fixed = ("host", "port", "db_path", "socket_path", "control_transport", "control_port")
         changed = [
             name
             for name in settings.__dataclass_fields__

@@ -18,6 +18,7 @@ CONFIG_FILENAME = "config.toml"
 DB_FILENAME = "relay.db"
 SOCKET_FILENAME = "relayd.sock"
 LISTEN_FILENAME = "listen.json"
+CONTROL_HOST = "127.0.0.1"  # the TCP control plane listens here and nowhere else
 MAX_SOCKET_PATH = 104 if sys.platform == "darwin" else 108
 
 
@@ -57,6 +58,11 @@ def runtime_dir() -> Path:
 
 def default_socket_path() -> Path:
     return runtime_dir() / SOCKET_FILENAME
+
+
+def listen_file_for(socket_path: Path) -> Path:
+    """relayd records where it listens next to the socket path, for either transport."""
+    return socket_path.parent / LISTEN_FILENAME
 
 
 def listen_file_candidates(socket_path: Path | None = None) -> list[Path]:

@@ -10,6 +10,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,14 @@ SCOPES = frozenset(
 )
 
 
+CONTROL_TRANSPORTS = ("unix", "tcp")
+
+
+def default_control_transport() -> str:
+    """asyncio has no Unix sockets on Windows: there the control plane is loopback TCP."""
+    return "tcp" if sys.platform == "win32" else "unix"
+
+
 class SettingsError(ValueError):
     """A setting has an invalid value; the message names it and says where it came from."""
 
@@ -61,6 +70,8 @@ class Settings:
     port: int = 4850
     db_path: Path = field(default_factory=paths.default_db_path)
     socket_path: Path = field(default_factory=paths.default_socket_path)
+    control_transport: str = field(default_factory=default_control_transport)
+    control_port: int = 0
     config_path: Path | None = None
     token: str | None = None
     allow_unauth: bool = False
@@ -192,6 +203,13 @@ def _log_level(value: Any) -> str:
     return text
 
 
+def _control_transport(value: Any) -> str:
+    text = _str(value).strip().lower()
+    if text not in CONTROL_TRANSPORTS:
+        raise ValueError("must be unix or tcp")
+    return text
+
+
 def _integrations(value: Any) -> tuple[Integration, ...]:
     if isinstance(value, str):
         try:
@@ -264,6 +282,8 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("port", _int(0, 65535), "PORT"),
     FieldSpec("db_path", _path, "DB_PATH"),
     FieldSpec("socket_path", _path, "AGENT_RELAY_SOCKET"),
+    FieldSpec("control_transport", _control_transport, "AGENT_RELAY_CONTROL_TRANSPORT"),
+    FieldSpec("control_port", _int(0, 65535), "AGENT_RELAY_CONTROL_PORT"),
     FieldSpec("token", _optional_str, "AGENT_RELAY_TOKEN"),
     FieldSpec("allow_unauth", _bool, "AGENT_RELAY_ALLOW_UNAUTH"),
     FieldSpec("cors_origins", _origins, "AGENT_RELAY_CORS_ORIGINS"),

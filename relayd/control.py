@@ -219,7 +219,7 @@ def prepare_socket_dir(directory: Path) -> None:
             f"control socket directory {directory} belongs to another user (uid {info.st_uid});"
             " choose another socket path with --socket"
         )
-    if info.st_mode & 0o077:
+    if sys.platform != "win32" and info.st_mode & 0o077:  # Windows: ACLs, not mode bits
         log.warning("control socket directory %s is accessible to others; the socket itself"
                     " is 0600", directory)
 

@@ -1,7 +1,7 @@
 """Windows: a per-user Task Scheduler task "AgentRelay" that starts relayd at logon (schtasks).
 
-Known gap: on Windows asyncio has no Unix sockets, so relayd's control plane there must move to
-loopback TCP guarded by the admin token; that transport is not implemented yet.
+asyncio has no Unix sockets on Windows, so relayd's control plane there is loopback TCP with a
+per-start token (control_transport defaults to "tcp" there); the task needs no setting for it.
 """
 
 from __future__ import annotations

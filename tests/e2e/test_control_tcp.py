@@ -20,6 +20,7 @@ import pytest
 
 from relayctl.main import ExitCode
 from relayd import __version__
+from relayd.settings import SettingsError, load
 from tests.helpers import RelaydProcess
 
 Start = Callable[..., RelaydProcess]
@@ -91,10 +92,29 @@ def failed_start(relayd_process: Start, **kwargs: Any) -> RelaydProcess:
 # ------------------------------------------------------------------------------ tests
 
 
+def free_port() -> int:
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_control_transport_setting_is_checked(relayd_process: Start, tmp_path: Path) -> None:
+    config = tmp_path / "empty.toml"
+    config.write_text("")
+    env = {"AGENT_RELAY_CONTROL_TRANSPORT": " TCP "}
+    assert load(config=config, env=env).control_transport == "tcp"
+    with pytest.raises(SettingsError, match=r"control_transport .*must be unix or tcp"):
+        load(config=config, env={"AGENT_RELAY_CONTROL_TRANSPORT": "pipe"})
+    relayd = failed_start(relayd_process, env={"AGENT_RELAY_CONTROL_PORT": "70000"})
+    assert relayd.proc is not None and relayd.proc.returncode == 2
+    assert "invalid control_port (environment AGENT_RELAY_CONTROL_PORT)" in relayd.stderr
+
+
 def test_listen_json_is_private_and_holds_port_and_token(
     relayd_process: Start, tmp_path: Path
 ) -> None:
-    relayd = relayd_process(env=TCP)
+    port = free_port()
+    relayd = relayd_process(env={**TCP, "AGENT_RELAY_CONTROL_PORT": str(port)})
     record = json.loads(listen_file(tmp_path).read_text())
     assert stat.S_IMODE(listen_file(tmp_path).stat().st_mode) == 0o600
     assert stat.S_IMODE(listen_file(tmp_path).parent.stat().st_mode) == 0o700
@@ -102,7 +122,7 @@ def test_listen_json_is_private_and_holds_port_and_token(
     assert record["url"] == relayd.url  # the HTTP API's address is still recorded as before
     control = record["control"]
     assert control["transport"] == "tcp" and control["host"] == "127.0.0.1"
-    assert isinstance(control["port"], int) and control["port"] > 0
+    assert control["port"] == port
     assert len(control["token"]) >= 40
     assert not (tmp_path / "run" / "relayd.sock").exists()  # no Unix socket on this transport
 
@@ -200,9 +220,7 @@ def test_second_relayd_refuses_and_stop_cleans_up(
 def test_stale_record_of_a_crashed_relayd(
     ctl_env: dict[str, str], relayd_process: Start, tmp_path: Path
 ) -> None:
-    with socket.socket() as probe:  # a port nothing listens on once closed
-        probe.bind(("127.0.0.1", 0))
-        dead_port = probe.getsockname()[1]
+    dead_port = free_port()
     listen_file(tmp_path).parent.mkdir(mode=0o700)
     stale = {"pid": 999_999, "control": {"transport": "tcp", "host": "127.0.0.1",
                                          "port": dead_port, "token": "old"}}

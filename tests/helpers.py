@@ -101,3 +101,40 @@ class RelaydProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.wait(5)
+
+
+RELAYCTL = str(Path(sys.executable).parent / "relayctl")
+
+
+def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """An environment for relayctl that matches RelaydProcess(tmp): same config and socket,
+    private XDG dirs, nothing inherited from the caller's AGENT_RELAY_* or systemd."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_RELAY_", "XDG_"))}
+    env.update(
+        {
+            "AGENT_RELAY_CONFIG": str(tmp / "config.toml"),
+            "AGENT_RELAY_SOCKET": str(tmp / "run" / "relayd.sock"),
+            "XDG_CONFIG_HOME": str(tmp / "xdg-config"),
+            "XDG_DATA_HOME": str(tmp / "xdg-data"),
+            "XDG_STATE_HOME": str(tmp / "xdg-state"),
+            "XDG_RUNTIME_DIR": str(tmp),
+            **extra,
+        }
+    )
+    env.pop("NOTIFY_SOCKET", None)
+    return env
+
+
+def relayctl(env: Mapping[str, str], *args: str, timeout: float = 20
+             ) -> subprocess.CompletedProcess[str]:
+    """Run the installed relayctl as a user would, without a terminal."""
+    return subprocess.run(
+        [RELAYCTL, *args], env=dict(env), capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
 import stat
-import subprocess
-import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -21,43 +18,15 @@ import pytest
 from relayctl.main import ExitCode
 from relayd import __version__
 from relayd.settings import SettingsError, load
-from tests.helpers import RelaydProcess
+from tests.helpers import RelaydProcess, cli_env, one_line, relayctl
 
 Start = Callable[..., RelaydProcess]
-RELAYCTL = str(Path(sys.executable).parent / "relayctl")
 TCP = {"AGENT_RELAY_CONTROL_TRANSPORT": "tcp"}
 
 
 @pytest.fixture
 def ctl_env(tmp_path: Path) -> dict[str, str]:
-    """The relayd_process fixture's config and socket dir; private XDG dirs; transport tcp."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_RELAY_", "XDG_"))}
-    env.update(
-        {
-            **TCP,
-            "AGENT_RELAY_CONFIG": str(tmp_path / "config.toml"),
-            "AGENT_RELAY_SOCKET": str(tmp_path / "run" / "relayd.sock"),
-            "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
-            "XDG_DATA_HOME": str(tmp_path / "xdg-data"),
-            "XDG_STATE_HOME": str(tmp_path / "xdg-state"),
-            "XDG_RUNTIME_DIR": str(tmp_path),
-        }
-    )
-    env.pop("NOTIFY_SOCKET", None)
-    return env
-
-
-def relayctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [RELAYCTL, *args], env=env, capture_output=True, text=True, timeout=20,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, text
-    return lines[0]
+    return cli_env(tmp_path, **TCP)
 
 
 def listen_file(tmp_path: Path) -> Path:

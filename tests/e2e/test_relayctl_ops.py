@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import http.server
 import json
-import os
 import signal
 import socket
 import socketserver
 import stat
 import subprocess
-import sys
 import threading
 import tomllib
 import urllib.error
@@ -23,43 +21,14 @@ import pytest
 
 from relayctl.control_client import connection_error, resolve_socket
 from relayctl.main import ExitCode
-from tests.helpers import RelaydProcess
+from tests.helpers import RELAYCTL, RelaydProcess, cli_env, one_line, relayctl
 
 Start = Callable[..., RelaydProcess]
-RELAYCTL = str(Path(sys.executable).parent / "relayctl")
 
 
 @pytest.fixture
 def ctl_env(tmp_path: Path) -> dict[str, str]:
-    """The same config and socket as the relayd_process fixture; private XDG dirs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_RELAY_", "XDG_"))}
-    env.update(
-        {
-            "AGENT_RELAY_CONFIG": str(tmp_path / "config.toml"),
-            "AGENT_RELAY_SOCKET": str(tmp_path / "run" / "relayd.sock"),
-            "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
-            "XDG_DATA_HOME": str(tmp_path / "xdg-data"),
-            "XDG_STATE_HOME": str(tmp_path / "xdg-state"),
-            "XDG_RUNTIME_DIR": str(tmp_path),
-        }
-    )
-    env.pop("NOTIFY_SOCKET", None)
-    return env
-
-
-def relayctl(
-    env: dict[str, str], *args: str, timeout: float = 20
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [RELAYCTL, *args], env=env, capture_output=True, text=True, timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, text
-    return lines[0]
+    return cli_env(tmp_path)
 
 
 def api_status(url: str, token: str) -> int:

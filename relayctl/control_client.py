@@ -82,7 +82,12 @@ def resolve_socket(args: argparse.Namespace, settings: Settings | None = None) -
         return Path(explicit).expanduser()
     settings = settings or load_settings(args)
     configured = settings.socket_path
-    if configured != paths.default_socket_path() or configured.exists():
+    if configured != paths.default_socket_path():
+        return configured
+    moved = paths.instance_socket_path(settings.db_path)  # see relayd.control.InstanceGuard
+    if moved.exists():
+        return moved
+    if configured.exists():
         return configured
     for listen_file in paths.listen_file_candidates():
         recorded = _socket_from_listen_file(listen_file)

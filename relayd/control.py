@@ -65,8 +65,16 @@ class InstanceGuard:
         self.transport = settings.control_transport
         self.lock_path = paths.lock_file_for(settings.db_path)
         self._lock_fd: int | None = None
+        # Only the default socket moves aside; an explicitly chosen one is never shared.
+        self._movable = settings.socket_path == paths.default_socket_path()
+        self._db_path = settings.db_path
 
     def acquire(self) -> None:
+        taken = UNIX_SOCKETS and self.transport == "unix" and self._movable
+        if taken and socket_is_live(self.socket_path):
+            # Another relayd holds the default socket. If it serves our database, the
+            # database lock below still refuses us; otherwise we take our own socket.
+            self.socket_path = paths.instance_socket_path(self._db_path)
         if UNIX_SOCKETS:
             if self.transport == "unix":
                 check_socket_path_length(self.socket_path)
@@ -119,6 +127,18 @@ def check_socket_path_length(path: Path) -> None:
             f"{paths.MAX_SOCKET_PATH - 1}): {path}; choose a shorter one with --socket or "
             "AGENT_RELAY_SOCKET"
         )
+
+
+def socket_is_live(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(PROBE_TIMEOUT)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def probe_socket(path: Path) -> None:

@@ -71,6 +71,12 @@ class Relay:
 
     async def start(self) -> None:
         self.guard.acquire()  # before anything touches the socket or the database
+        if self.guard.socket_path != self.settings.socket_path:
+            log.info("the default control socket belongs to another relayd; using %s",
+                     self.guard.socket_path)
+            self.ctx.settings = settings_mod.replace(
+                self.settings, socket_path=self.guard.socket_path
+            )
         try:
             await self._open_storage()
             try:

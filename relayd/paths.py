@@ -6,6 +6,7 @@ short, private directory: macOS caps AF_UNIX paths at 104 bytes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -58,6 +59,14 @@ def runtime_dir() -> Path:
 
 def default_socket_path() -> Path:
     return runtime_dir() / SOCKET_FILENAME
+
+
+def instance_socket_path(db_path: Path) -> Path:
+    """Where a relayd goes when the default socket already belongs to a relayd of another
+    database: one private folder per database, so relays of different databases coexist."""
+    resolved = str(Path(db_path).expanduser().resolve())
+    digest = hashlib.sha256(resolved.encode()).hexdigest()[:10]
+    return runtime_dir() / f"db-{digest}" / SOCKET_FILENAME
 
 
 def listen_file_for(socket_path: Path) -> Path:

@@ -23,7 +23,7 @@ from relayd.domain.tasks import (
 from relayd.errors import conflict, forbidden, not_found
 from relayd.storage import sql_agents, sql_callbacks, sql_messages
 from relayd.storage.base import MessageDraft
-from relayd.storage.sqlite_tx import Tx, dumps, loads
+from relayd.storage.sqlite_tx import Tx, dumps, loads, placeholders
 
 IDEMPOTENCY_SCOPE = "integration-event"
 FINISHED_SQL = "('done', 'failed', 'cancelled')"
@@ -450,6 +450,32 @@ def _lease_reason(task: Task, holder_status: str | None, silent_before_ms: int) 
     if task.status in rules.LEASED_BY_SILENCE and renewed < silent_before_ms:
         return "the claimer did not report within the lease"
     return None
+
+
+# ------------------------------------------------------------------------------ retention
+
+
+def prune_finished(tx: Tx, updated_before_ms: int) -> int:
+    """Retention: finished tasks untouched since the cutoff, with their events and callbacks.
+
+    A task with a pending callback waits until it is delivered or dead, so no delivery is lost.
+    """
+    doomed = [
+        r[0]
+        for r in tx.all(
+            f"""SELECT id FROM tasks WHERE status IN {FINISHED_SQL} AND updated_at < ?
+                AND NOT EXISTS (SELECT 1 FROM callback_outbox c
+                                WHERE c.task_id = tasks.id AND c.status = 'pending')""",
+            (updated_before_ms,),
+        )
+    ]
+    for start in range(0, len(doomed), 500):
+        chunk = doomed[start : start + 500]
+        marks = placeholders(len(chunk))
+        tx.run(f"DELETE FROM task_events WHERE task_id IN ({marks})", chunk)
+        tx.run(f"DELETE FROM callback_outbox WHERE task_id IN ({marks})", chunk)
+        tx.run(f"DELETE FROM tasks WHERE id IN ({marks})", chunk)
+    return len(doomed)
 
 
 # ------------------------------------------------------------------------------ integrations

@@ -562,6 +562,7 @@ def _run_read(db: sqlite3.Connection, op: Callable[[Tx], T]) -> T:
 
 def _prune_history(tx: Tx, messages_before_ms: int, keep: int) -> dict[str, int]:
     return {
+        "tasks": sql_tasks.prune_finished(tx, messages_before_ms),
         "messages": sql_messages.prune(tx, messages_before_ms),
         "events": sql_events.prune(tx, keep),
         "idempotencyKeys": sql_events.prune_idempotency(tx),

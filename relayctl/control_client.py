@@ -84,7 +84,7 @@ def resolve_socket(args: argparse.Namespace, settings: Settings | None = None) -
     configured = settings.socket_path
     if configured != paths.default_socket_path():
         return configured
-    moved = paths.instance_socket_path(settings.db_path)  # see relayd.control.InstanceGuard
+    moved = paths.instance_socket_path(settings.db_path)  # see relayd.instance.InstanceGuard
     if moved.exists():
         return moved
     if configured.exists():

@@ -52,7 +52,8 @@ class Relay:
         self.address: tuple[str, int] | None = None
         tasks_service.install(self)  # after the hook lists: it adds the callback worker
         # control imports StartupError from here, hence the late import
-        from relayd.control import ControlServer, InstanceGuard
+        from relayd.control import ControlServer
+        from relayd.instance import InstanceGuard
 
         self.guard = InstanceGuard(settings)
         self.control = ControlServer(self)

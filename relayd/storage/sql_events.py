@@ -9,8 +9,6 @@ from typing import Any
 from relayd.domain.models import Event
 from relayd.storage.sqlite_tx import Tx
 
-IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
-
 
 def row_to_event(row: sqlite3.Row) -> Event:
     audience = row["audience"]
@@ -35,11 +33,6 @@ def latest_id(tx: Tx) -> int:
 def prune(tx: Tx, keep: int) -> int:
     newest = latest_id(tx)
     return tx.run("DELETE FROM events WHERE id <= ?", (newest - keep,)).rowcount
-
-
-def prune_idempotency(tx: Tx) -> int:
-    cutoff = tx.now - IDEMPOTENCY_WINDOW_MS
-    return tx.run("DELETE FROM idempotency_keys WHERE created_at < ?", (cutoff,)).rowcount
 
 
 def stats(tx: Tx) -> dict[str, Any]:

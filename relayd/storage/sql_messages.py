@@ -8,11 +8,9 @@ from typing import Any
 from relayd.domain.models import Agent, Message
 from relayd.domain.targets import Target, TargetError, parse_target, recipients
 from relayd.errors import ApiError, conflict, forbidden, invalid, not_found
-from relayd.storage import sql_agents
+from relayd.storage import sql_agents, sql_idempotency
 from relayd.storage.base import MessageDraft, MessageQuery, SendResult
 from relayd.storage.sqlite_tx import Tx, dumps, loads, placeholders
-
-IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
 
 
 def row_to_message(row: sqlite3.Row, reader: str | None = None) -> Message:
@@ -58,7 +56,7 @@ def recipients_of(tx: Tx, message_id: int) -> list[str]:
 
 def send(tx: Tx, draft: MessageDraft, task_id: int | None = None) -> SendResult:
     if draft.idempotency_key is not None:
-        replay = _replay(tx, "message", draft.sender, draft.idempotency_key)
+        replay = _replay(tx, draft.sender, draft.idempotency_key)
         if replay is not None:
             return SendResult(replay, recipients_of(tx, replay.id), created=False)
     target = parse_target(draft.to)
@@ -74,11 +72,7 @@ def send(tx: Tx, draft: MessageDraft, task_id: int | None = None) -> SendResult:
         [(agent_id, message_id) for agent_id in delivered],
     )
     if draft.idempotency_key is not None:
-        tx.run(
-            "INSERT OR REPLACE INTO idempotency_keys (scope, sender, key, ref_id, created_at)"
-            " VALUES ('message', ?, ?, ?, ?)",
-            (draft.sender, draft.idempotency_key, message_id, tx.now),
-        )
+        sql_idempotency.remember(tx, "message", draft.sender, draft.idempotency_key, message_id)
     event = tx.emit("message.new", {**message.to_json(), "recipients": delivered}, delivered)
     return SendResult(message, delivered, created=True, payload_json=event.data_json)
 
@@ -158,13 +152,9 @@ def _direct_recipient(tx: Tx, agent_id: str) -> list[str]:
     return [agent_id]
 
 
-def _replay(tx: Tx, scope: str, sender: str, key: str) -> Message | None:
-    ref = tx.scalar(
-        "SELECT ref_id FROM idempotency_keys WHERE scope = ? AND sender = ? AND key = ?"
-        " AND created_at > ?",
-        (scope, sender, key, tx.now - IDEMPOTENCY_WINDOW_MS),
-    )
-    return None if ref is None else get(tx, int(ref))
+def _replay(tx: Tx, sender: str, key: str) -> Message | None:
+    ref = sql_idempotency.find(tx, "message", sender, key)
+    return None if ref is None else get(tx, ref)
 
 
 def _thread_of_parent(tx: Tx, reply_to: int | None) -> int | None:

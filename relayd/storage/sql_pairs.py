@@ -13,7 +13,7 @@ from typing import Any
 from relayd.domain import pairs as rules
 from relayd.domain.models import Pair
 from relayd.errors import conflict, forbidden, invalid, not_found
-from relayd.storage import sql_agents, sql_messages
+from relayd.storage import sql_agents, sql_idempotency, sql_messages
 from relayd.storage.base import MessageDraft, SendResult
 from relayd.storage.sqlite_tx import Tx, placeholders
 
@@ -92,21 +92,13 @@ def create(
     invite = sql_messages.send(tx, _invite(pair_id, initiator, partner, objective))
     tx.run("UPDATE pairs SET invite_message_id = ? WHERE id = ?", (invite.message.id, pair_id))
     if idempotency_key is not None:
-        tx.run(
-            "INSERT OR REPLACE INTO idempotency_keys (scope, sender, key, ref_id, created_at)"
-            " VALUES ('pair', ?, ?, ?, ?)",
-            (initiator, idempotency_key, pair_id, tx.now),
-        )
+        sql_idempotency.remember(tx, "pair", initiator, idempotency_key, pair_id)
     return _announce(tx, pair_id), True
 
 
 def _replayed_pair(tx: Tx, initiator: str, key: str) -> Pair | None:
-    ref = tx.scalar(
-        "SELECT ref_id FROM idempotency_keys WHERE scope = 'pair' AND sender = ? AND key = ?"
-        " AND created_at > ?",
-        (initiator, key, tx.now - sql_messages.IDEMPOTENCY_WINDOW_MS),
-    )
-    return None if ref is None else get(tx, int(ref))
+    ref = sql_idempotency.find(tx, "pair", initiator, key)
+    return None if ref is None else get(tx, ref)
 
 
 def _resolve_partner(tx: Tx, initiator: str, to: str) -> str:
@@ -216,12 +208,7 @@ def send_message(
 
 def _is_replay(tx: Tx, sender: str, key: str) -> bool:
     """A retry of a send that committed: answer it even if the pair has ended since."""
-    found = tx.scalar(
-        "SELECT 1 FROM idempotency_keys WHERE scope = 'message' AND sender = ? AND key = ?"
-        " AND created_at > ?",
-        (sender, key, tx.now - sql_messages.IDEMPOTENCY_WINDOW_MS),
-    )
-    return found is not None
+    return sql_idempotency.find(tx, "message", sender, key) is not None
 
 
 # --------------------------------------------------------------------------- housekeeping

@@ -21,7 +21,7 @@ from relayd.domain.tasks import (
     TaskQuery,
 )
 from relayd.errors import conflict, forbidden, not_found
-from relayd.storage import sql_agents, sql_callbacks, sql_messages
+from relayd.storage import sql_agents, sql_callbacks, sql_idempotency, sql_messages
 from relayd.storage.base import MessageDraft
 from relayd.storage.sqlite_tx import Tx, dumps, loads, placeholders
 
@@ -143,21 +143,15 @@ def ingest(tx: Tx, event: IngressEvent) -> IngressResult:
         result = _occurrence(tx, active, event) if active else _create(tx, event)
     _observe(tx, event.source, result.outcome)
     if event.idempotency_key is not None:
-        tx.run(
-            "INSERT OR REPLACE INTO idempotency_keys (scope, sender, key, ref_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (IDEMPOTENCY_SCOPE, event.source, event.idempotency_key, result.task.id, tx.now),
+        sql_idempotency.remember(
+            tx, IDEMPOTENCY_SCOPE, event.source, event.idempotency_key, result.task.id
         )
     return result
 
 
 def _replay(tx: Tx, source: str, key: str) -> IngressResult | None:
-    ref = tx.scalar(
-        "SELECT ref_id FROM idempotency_keys WHERE scope = ? AND sender = ? AND key = ?"
-        " AND created_at > ?",
-        (IDEMPOTENCY_SCOPE, source, key, tx.now - sql_messages.IDEMPOTENCY_WINDOW_MS),
-    )
-    task = None if ref is None else get(tx, int(ref))
+    ref = sql_idempotency.find(tx, IDEMPOTENCY_SCOPE, source, key)
+    task = None if ref is None else get(tx, ref)
     if task is None:
         return None
     outcome = tx.scalar(

@@ -30,7 +30,15 @@ from relayd.domain.tasks import (
     TaskQuery,
 )
 from relayd.errors import ApiError, unavailable
-from relayd.storage import sql_agents, sql_callbacks, sql_events, sql_messages, sql_pairs, sql_tasks
+from relayd.storage import (
+    sql_agents,
+    sql_callbacks,
+    sql_events,
+    sql_idempotency,
+    sql_messages,
+    sql_pairs,
+    sql_tasks,
+)
 from relayd.storage.base import (
     AgentFilter,
     EventSink,
@@ -565,7 +573,7 @@ def _prune_history(tx: Tx, messages_before_ms: int, keep: int) -> dict[str, int]
         "tasks": sql_tasks.prune_finished(tx, messages_before_ms),
         "messages": sql_messages.prune(tx, messages_before_ms),
         "events": sql_events.prune(tx, keep),
-        "idempotencyKeys": sql_events.prune_idempotency(tx),
+        "idempotencyKeys": sql_idempotency.prune(tx),
     }
 
 

@@ -53,6 +53,17 @@ def emit(args: argparse.Namespace, data: Any, human: str) -> None:
         print(human)
 
 
+def confirm(args: argparse.Namespace, what: str) -> None:
+    """Go ahead with --yes or a yes on a terminal; without a terminal, never wait."""
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise CliError(f"not confirmed: pass --yes to {what} (there is no terminal to ask on)")
+    answer = input(f"{what.capitalize()}? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise CliError("cancelled, nothing changed")
+
+
 def _add_global_flags(parser: argparse.ArgumentParser, default: Any) -> None:
     json_default = False if default is None else default
     parser.add_argument("--json", action="store_true", default=json_default,
@@ -76,13 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"relayctl.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"relayctl.commands.{name}":
-                continue
-            raise
-        module.register(subparsers, common)
+        importlib.import_module(f"relayctl.commands.{name}").register(subparsers, common)
     return parser
 
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from relayctl.main import CliError, ExitCode, emit
+from relayctl.main import CliError, ExitCode, confirm, emit
 from relayctl.service.base import (
     ACTIONS,
     InstallOptions,
@@ -105,17 +104,6 @@ def manager() -> ServiceManager:
         return detect()
     except ServiceError as exc:
         raise CliError(str(exc)) from None
-
-
-def confirm(args: argparse.Namespace, what: str) -> None:
-    """Go ahead with --yes or a yes on a terminal; without a terminal, never wait."""
-    if args.yes:
-        return
-    if not sys.stdin.isatty():
-        raise CliError(f"not confirmed: pass --yes to {what} (there is no terminal to ask on)")
-    answer = input(f"{what.capitalize()}? [y/N] ").strip().lower()
-    if answer not in ("y", "yes"):
-        raise CliError("cancelled, nothing changed")
 
 
 def show_and_apply(args: argparse.Namespace, plan: Plan, what: str, ask: bool) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from relayctl.main import CliError, ExitCode, emit
+from relayctl.main import CliError, ExitCode, confirm, emit
 from relayd import __version__
 
 DISTRIBUTION = "agent-relay"
@@ -253,15 +253,6 @@ def plan_text(method: InstallMethod, args: argparse.Namespace) -> str:
     ])
 
 
-def confirm(args: argparse.Namespace) -> None:
-    if args.yes:
-        return
-    if not sys.stdin.isatty():
-        raise CliError("not confirmed: pass --yes to upgrade (there is no terminal to ask on)")
-    if input("Upgrade? [y/N] ").strip().lower() not in ("y", "yes"):
-        raise CliError("cancelled, nothing changed")
-
-
 def cmd_upgrade(args: argparse.Namespace) -> int:
     from relayctl.commands.provider import select
 
@@ -279,7 +270,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         emit(args, {"method": method.kind, "command": list(method.command),
                     "from": __version__}, "")
         return ExitCode.OK
-    confirm(args)
+    confirm(args, "upgrade")
     run_upgrade(method.command)
     new = installed_version()
     report: dict[str, Any] = {"method": method.kind, "from": __version__, "to": new,

@@ -14,8 +14,6 @@ from relayctl.main import CliError, ExitCode
 from relayctl.provider_env import ProviderEnvError, default_agent_id
 
 BODY_PREVIEW = 100
-MAX_LIMIT = 1000  # the relay's bounds: out-of-range values are usage errors here
-MAX_WAIT = 60
 
 
 def client_for(args: argparse.Namespace, timeout: float | None = None) -> ApiClient:
@@ -51,55 +49,6 @@ def read_body(text: str) -> str:
     if not body.strip():
         raise CliError("the message body is empty", ExitCode.USAGE)
     return body
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' must be at least 1")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    if text.strip() == "0":
-        return 0
-    return positive_int(text)
-
-
-def list_limit(text: str) -> int:
-    """--limit: 1..1000, the relay's bound; out of range is a usage error (exit 2)."""
-    value = positive_int(text)
-    if value > MAX_LIMIT:
-        raise argparse.ArgumentTypeError(f"'{text}' must be at most {MAX_LIMIT}")
-    return value
-
-
-def wait_seconds(text: str) -> int:
-    """--wait: 0..60 whole seconds, the relay's long-poll bound."""
-    value = non_negative_int(text)
-    if value > MAX_WAIT:
-        raise argparse.ArgumentTypeError(f"'{text}' must be at most {MAX_WAIT}")
-    return value
-
-
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"'{text}' must not be negative")
-    return value
-
-
-def comma_or_many(values: list[str] | None) -> list[str] | None:
-    """Accepts `--tags a,b` and `--tags a b` alike."""
-    if values is None:
-        return None
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
 # ----------------------------------------------------------------------------- rendering

@@ -10,6 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
+from relayctl.argtypes import positive_int
 from relayctl.main import CliError, ExitCode, confirm, emit
 from relayctl.service.base import (
     ACTIONS,
@@ -76,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     status.set_defaults(func=cmd_status)
 
     logs = actions.add_parser("logs", parents=[common], help="the service's log lines")
-    logs.add_argument("-n", "--lines", type=_positive_int, default=100, help="how many (100)")
+    logs.add_argument("-n", "--lines", type=positive_int, default=100, help="how many (100)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     logs.set_defaults(func=cmd_logs)
 
@@ -84,16 +85,6 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 def _add_plan_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--yes", "-y", action="store_true", help="act without asking")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 # ----------------------------------------------------------------------------- shared

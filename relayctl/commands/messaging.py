@@ -6,20 +6,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from relayctl.argtypes import MAX_WAIT, list_limit, non_negative_int, positive_int, wait_seconds
 from relayctl.commands import agents, pairs, tasks, watch
 from relayctl.commands.agent_side import (
-    MAX_WAIT,
     acting_agent,
     add_agent_option,
     client_for,
     lines,
-    list_limit,
     message_line,
-    non_negative_int,
-    positive_int,
     read_body,
     sentence,
-    wait_seconds,
 )
 from relayctl.main import ExitCode, emit
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from relayctl.argtypes import positive_int
 from relayctl.commands.agent_side import (
     acting_agent,
     add_agent_option,
     client_for,
     lines,
     pair_line,
-    positive_int,
     read_body,
     sentence,
 )

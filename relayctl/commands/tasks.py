@@ -6,13 +6,12 @@ import argparse
 import json
 from typing import Any
 
+from relayctl.argtypes import list_limit, positive_int
 from relayctl.commands.agent_side import (
     acting_agent,
     add_agent_option,
     client_for,
     lines,
-    list_limit,
-    positive_int,
     sentence,
     task_line,
 )

@@ -9,14 +9,12 @@ import sys
 import time
 from typing import Any
 
+from relayctl.argtypes import non_negative_int, positive_int, seconds
 from relayctl.commands.agent_side import (
     acting_agent,
     add_agent_option,
     client_for,
     message_line,
-    non_negative_int,
-    positive_int,
-    seconds,
     sentence,
 )
 from relayctl.event_stream import SseEvent, stream_events

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 from relayctl.control_client import ControlClient, load_settings
 from relayctl.main import CliError, ExitCode, emit
+from relayctl.service.base import follow_file, tail_lines
 from relayd import paths
-
-FOLLOW_POLL_SECONDS = 0.5
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -55,10 +51,11 @@ def _from_file(args: argparse.Namespace, why: str) -> int:
     if log_file is None:
         raise CliError(f"{why}. Its earlier logs are {_where_logs_are()}", ExitCode.NOT_RUNNING)
     print(f"relayctl: relayd is not running; showing {log_file}", file=sys.stderr)
-    lines = _tail(log_file, args.lines)
+    lines = tail_lines(log_file, args.lines)
     emit(args, {"lines": lines, "source": str(log_file)}, "\n".join(lines))
     if args.follow:
-        _follow_file(log_file)
+        for line in follow_file(log_file):
+            print(line, flush=True)
     return ExitCode.OK
 
 
@@ -76,19 +73,3 @@ def _where_logs_are() -> str:
     if sys.platform == "darwin":
         return f"in the launchd log files under {paths.log_dir()}"
     return f"under {paths.log_dir()} if it ran as a service"
-
-
-def _tail(path: Path, n: int) -> list[str]:
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        return [line.rstrip("\n") for line in deque(fh, maxlen=n)] if n else []
-
-
-def _follow_file(path: Path) -> None:
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        fh.seek(0, os.SEEK_END)
-        while True:
-            line = fh.readline()
-            if line:
-                print(line.rstrip("\n"), flush=True)
-            else:
-                time.sleep(FOLLOW_POLL_SECONDS)

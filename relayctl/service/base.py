@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,7 +313,7 @@ def template_text(relative: str) -> str:
 def tail_lines(path: Path, count: int) -> list[str]:
     try:
         with path.open("r", encoding="utf-8", errors="replace") as fh:
-            return fh.read().splitlines()[-count:] if count > 0 else []
+            return [line.rstrip("\n") for line in deque(fh, maxlen=count)] if count > 0 else []
     except FileNotFoundError:
         return []
 

@@ -27,7 +27,7 @@ def after(tx: Tx, after_id: int, limit: int) -> list[Event]:
 
 
 def latest_id(tx: Tx) -> int:
-    return int(tx.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'") or 0)
+    return tx.last_id("events")
 
 
 def prune(tx: Tx, keep: int) -> int:
@@ -48,9 +48,7 @@ def stats(tx: Tx) -> dict[str, Any]:
         "messages": {
             "total": tx.scalar("SELECT COUNT(*) FROM messages"),
             "unread": tx.scalar("SELECT COUNT(*) FROM deliveries WHERE read_at IS NULL"),
-            "latestId": int(
-                tx.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'messages'") or 0
-            ),
+            "latestId": tx.last_id("messages"),
         },
         "events": {"latestId": latest_id(tx)},
     }

@@ -238,8 +238,7 @@ def list_messages(tx: Tx, query: MessageQuery) -> list[Message]:
 
 
 def latest_id(tx: Tx) -> int:
-    value = tx.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
-    return int(value or 0)
+    return tx.last_id("messages")
 
 
 def thread(tx: Tx, message_id: int) -> list[Message] | None:

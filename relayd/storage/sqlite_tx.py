@@ -33,6 +33,10 @@ class Tx:
         row = self.db.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
+    def last_id(self, table: str) -> int:
+        """The highest id an AUTOINCREMENT table ever assigned (0 before the first row)."""
+        return int(self.scalar("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)) or 0)
+
     def run(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self.db.execute(sql, params)
 
@@ -74,7 +78,7 @@ class Tx:
     ) -> list[Event]:
         """Record several events of one type with one statement (ids assigned here: we are
         the only writer, inside the write transaction)."""
-        first = int(self.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'") or 0) + 1
+        first = self.last_id("events") + 1
         events, rows = [], []
         for offset, (data, audience) in enumerate(items):
             members = None if audience is None else frozenset(audience)

@@ -7,6 +7,7 @@ from typing import Any
 
 from relayctl.control_client import ControlClient
 from relayctl.main import CliError, ExitCode, emit
+from relayctl.service.base import detect
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -35,15 +36,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def service_state() -> dict[str, Any] | None:
-    """What the service manager says, if relayctl.service knows one here (else None)."""
+    """What the service manager says, or None where there is none (or it cannot tell)."""
     try:
-        from relayctl.service import base
-
-        state = base.detect().status()
-    except Exception:  # the service layer is optional; status must still work without it
+        return detect().status().to_json()
+    except Exception:  # a failing service manager must not stop `relayctl status`
         return None
-    to_json = getattr(state, "to_json", None)
-    return to_json() if callable(to_json) else {"state": str(state)}
 
 
 def _service_note(service: dict[str, Any] | None) -> str:

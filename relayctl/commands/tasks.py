@@ -102,6 +102,6 @@ def _status(args: argparse.Namespace) -> int:
         body["progress"] = args.progress
     if args.result is not None:
         body["result"] = args.result
-    task = client_for(args).request("PATCH", f"/tasks/{args.task_id}/status", body=body)
+    task = client_for(args).patch(f"/tasks/{args.task_id}/status", body)
     emit(args, task, f"updated {task_line(task)}")
     return ExitCode.OK

@@ -77,7 +77,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
 
 
 def resolve_socket(args: argparse.Namespace, settings: Settings | None = None) -> Path:
-    explicit = getattr(args, "socket", None) or os.environ.get("AGENT_RELAY_SOCKET")
+    explicit = _explicit_socket(args)
     if explicit:
         return Path(explicit).expanduser()
     settings = settings or load_settings(args)

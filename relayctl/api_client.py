@@ -102,8 +102,8 @@ def _alive(pid: Any) -> bool:
 
 def _config_token(config: str | None) -> str | None:
     try:
-        return relay_settings.load(config=config).token
-    except relay_settings.SettingsError:
+        return _local_settings(config).token
+    except CliError:
         return None
 
 

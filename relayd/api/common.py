@@ -132,6 +132,13 @@ class Body:
             raise invalid(f"'{name}' is longer than {max_len} characters")
         return clean_text(value, name)
 
+    def text_up_to_bytes(self, name: str, max_bytes: int, *, required: bool) -> str | None:
+        """A text whose limit is in UTF-8 bytes (message bodies), not characters."""
+        value = self.text(name, required=required, max_len=max_bytes)
+        if value is not None and len(value.encode("utf-8")) > max_bytes:
+            raise invalid(f"'{name}' is larger than {max_bytes} bytes")
+        return value
+
     def required_text(self, name: str, max_len: int = MAX_SHORT_TEXT) -> str:
         value = self.text(name, required=True, max_len=max_len)
         assert value is not None

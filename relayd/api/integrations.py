@@ -82,9 +82,7 @@ def parse_event(
             parse_target(target)
         except TargetError as exc:
             raise invalid(str(exc).replace("'to'", "'target'")) from None
-    text = body.text("body", max_len=ctx.settings.max_message_bytes)
-    if text is not None and len(text.encode("utf-8")) > ctx.settings.max_message_bytes:
-        raise invalid(f"'body' is larger than {ctx.settings.max_message_bytes} bytes")
+    text = body.text_up_to_bytes("body", ctx.settings.max_message_bytes, required=False)
     source = _source(body, principal, integration)
     callback_of = integration or _configured(ctx, source)
     return IngressEvent(

@@ -37,10 +37,8 @@ def draft_from(body: Body, request: web.Request, max_body_bytes: int) -> Message
         parse_target(to)
     except TargetError as exc:
         raise invalid(str(exc)) from None
-    text = body.text("body", required=True, max_len=max_body_bytes)
+    text = body.text_up_to_bytes("body", max_body_bytes, required=True)
     assert text is not None
-    if len(text.encode("utf-8")) > max_body_bytes:
-        raise invalid(f"'body' is larger than {max_body_bytes} bytes")
     key = idempotency_key(request)
     return MessageDraft(
         sender=sender,

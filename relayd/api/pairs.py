@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from relayd.api.common import (
-    Body,
     idempotency_key,
     ok,
     path_int,
@@ -29,13 +28,9 @@ async def create(request: web.Request) -> web.Response:
     initiator = body.required_agent_id("from")
     to = body.required_text("to", max_len=256)
     objective = body.text("objective", max_len=MAX_OBJECTIVE)
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     pair, created = await context_of(request).store.create_pair(initiator, to, objective, key)
     return ok(pair.to_json(), 201 if created else 200)
-
-
-def _idempotency_key(request: web.Request) -> str | None:
-    return idempotency_key(request)
 
 
 @requires("pairs:read")
@@ -99,15 +94,8 @@ async def send_message(request: web.Request) -> web.Response:
     pair_id = path_int(request, "pair")
     body = await read_json(request)
     sender = body.required_agent_id("from")
-    text = _message_body(body, ctx.settings.max_message_bytes)
-    result = await ctx.store.send_pair_message(pair_id, sender, text, _idempotency_key(request))
+    text = body.text_up_to_bytes("body", ctx.settings.max_message_bytes, required=True)
+    assert text is not None
+    result = await ctx.store.send_pair_message(pair_id, sender, text, idempotency_key(request))
     payload = {**result.message.to_json(), "recipients": result.recipients}
     return ok(payload, 201 if result.created else 200)
-
-
-def _message_body(body: Body, max_bytes: int) -> str:
-    text = body.text("body", required=True, max_len=max_bytes)
-    assert text is not None
-    if len(text.encode("utf-8")) > max_bytes:
-        raise invalid(f"'body' is larger than {max_bytes} bytes")
-    return text

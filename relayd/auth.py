@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from aiohttp import web
 
@@ -74,6 +75,21 @@ def authorize(request: web.Request) -> None:
     if not principal.allows(scope):
         raise forbidden(f"this token lacks the scope {_describe(scope)}")
     request[PRINCIPAL] = principal
+
+
+def check_allow_lists(integration: Integration, target: str | None, channel: str | None) -> None:
+    """An integration with `targets`/`channels` allow-lists posts only within them (403), on
+    the event ingress as on POST /messages, where `messages:write` would otherwise get round
+    them. Entries are exact values or shell-style patterns (`tag:oncall-*`); no channel is
+    always allowed."""
+    if target is not None and not _listed(target, integration.targets):
+        raise forbidden(f"integration '{integration.name}' may not post to '{target}'")
+    if channel is not None and not _listed(channel, integration.channels):
+        raise forbidden(f"integration '{integration.name}' may not post on channel '{channel}'")
+
+
+def _listed(value: str, allowed: tuple[str, ...] | None) -> bool:
+    return allowed is None or any(fnmatchcase(value, pattern) for pattern in allowed)
 
 
 def principal_of(request: web.Request) -> Principal:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
 from relayd.api.common import Body, idempotency_key, ok, read_json, requires
-from relayd.auth import Principal, principal_of
+from relayd.auth import Principal, check_allow_lists, principal_of
 from relayd.context import Context, context_of
 from relayd.domain.models import iso
 from relayd.domain.targets import TargetError, parse_target
@@ -35,7 +34,7 @@ async def post_event(request: web.Request) -> web.Response:
     body = await read_json(request)
     event = parse_event(body, request, ctx, principal, integration)
     if integration is not None:
-        check_allowed(integration, event)
+        check_allow_lists(integration, event.target, event.channel)
     result = await ctx.store.ingest_event(event)
     payload = {"task": result.task.to_json(), "deduped": result.deduped}
     if result.replayed:
@@ -113,24 +112,6 @@ def _source(body: Body, principal: Principal, integration: Integration | None) -
 
 def _configured(ctx: Context, name: str) -> Integration | None:
     return next((i for i in ctx.settings.integrations if i.name == name), None)
-
-
-def check_allowed(integration: Integration, event: IngressEvent) -> None:
-    """Targets and channels outside the integration's allowlists are refused (403).
-
-    Allowlist entries are exact values or shell-style patterns (`tag:oncall-*`). An event
-    without a channel passes a channel allowlist: unchannelled is always allowed.
-    """
-    if event.target is not None and not _listed(event.target, integration.targets):
-        raise forbidden(f"integration '{integration.name}' may not post to '{event.target}'")
-    if event.channel is not None and not _listed(event.channel, integration.channels):
-        raise forbidden(
-            f"integration '{integration.name}' may not post on channel '{event.channel}'"
-        )
-
-
-def _listed(value: str, allowed: tuple[str, ...] | None) -> bool:
-    return allowed is None or any(fnmatchcase(value, pattern) for pattern in allowed)
 
 
 # ---------------------------------------------------------------------------- listings

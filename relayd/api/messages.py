@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from fnmatch import fnmatchcase
 
 from aiohttp import web
 
@@ -19,11 +18,11 @@ from relayd.api.common import (
     read_json,
     requires,
 )
-from relayd.auth import principal_of
+from relayd.auth import check_allow_lists, principal_of
 from relayd.context import Context, context_of
 from relayd.domain.models import Event, Message
 from relayd.domain.targets import TargetError, parse_target
-from relayd.errors import forbidden, invalid, not_found
+from relayd.errors import invalid, not_found
 from relayd.storage.base import MessageDraft, MessageQuery
 
 MAX_WAIT_SECONDS = 60
@@ -53,32 +52,14 @@ def draft_from(body: Body, request: web.Request, max_body_bytes: int) -> Message
     )
 
 
-def check_allow_lists(request: web.Request, draft: MessageDraft) -> None:
-    """An integration token with `targets`/`channels` allow-lists sends only within them,
-    here as on the event ingress: otherwise `messages:write` would be a way around them."""
-    integration = principal_of(request).integration
-    if integration is None:
-        return
-    if integration.targets is not None and not _listed(draft.to, integration.targets):
-        raise forbidden(f"integration '{integration.name}' may not post to '{draft.to}'")
-    if draft.channel is not None and integration.channels is not None and not _listed(
-        draft.channel, integration.channels
-    ):
-        raise forbidden(
-            f"integration '{integration.name}' may not post on channel '{draft.channel}'"
-        )
-
-
-def _listed(value: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatchcase(value, pattern) for pattern in patterns)
-
-
 @requires("messages:write")
 async def send(request: web.Request) -> web.Response:
     ctx = context_of(request)
     body = await read_json(request)
     draft = draft_from(body, request, ctx.settings.max_message_bytes)
-    check_allow_lists(request, draft)
+    integration = principal_of(request).integration
+    if integration is not None:
+        check_allow_lists(integration, draft.to, draft.channel)
     result = await ctx.store.send_message(draft)
     status = 201 if result.created else 200
     if result.payload_json is not None:

@@ -28,7 +28,7 @@ ADMIN_SOURCE = "admin"
 async def post_event(request: web.Request) -> web.Response:
     ctx = context_of(request)
     principal = principal_of(request)
-    integration = _integration_of(ctx, principal)
+    integration = principal.integration  # identified against the live settings
     if integration is not None:
         _rate_limit(ctx, integration.name)
     body = await read_json(request)
@@ -40,14 +40,6 @@ async def post_event(request: web.Request) -> web.Response:
     if result.replayed:
         payload["replayed"] = True
     return ok(payload, 201 if result.outcome == "created" and not result.replayed else 200)
-
-
-def _integration_of(ctx: Context, principal: Principal) -> Integration | None:
-    """The calling integration, looked up in the live settings (reloads apply at once)."""
-    if principal.integration is None:
-        return None
-    name = principal.integration.name
-    return next((i for i in ctx.settings.integrations if i.name == name), principal.integration)
 
 
 def _rate_limit(ctx: Context, name: str) -> None:

@@ -96,12 +96,14 @@ def resolve_socket(args: argparse.Namespace, settings: Settings | None = None) -
     return configured
 
 
-def configured_transport(args: argparse.Namespace) -> str:
+def _settings_for_control(args: argparse.Namespace) -> Settings | None:
+    """The local settings; None when they are broken but the socket was named explicitly
+    (a broken config need not stop an explicit --socket)."""
     try:
-        return load_settings(args).control_transport
+        return load_settings(args)
     except CliError:
-        if _explicit_socket(args):  # a broken config need not stop an explicit --socket
-            return settings_mod.default_control_transport()
+        if _explicit_socket(args):
+            return None
         raise
 
 
@@ -168,8 +170,10 @@ class ControlClient:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ControlClient:
-        transport = configured_transport(args)
-        socket_path = resolve_socket(args)
+        settings = _settings_for_control(args)
+        transport = (settings_mod.default_control_transport() if settings is None
+                     else settings.control_transport)
+        socket_path = resolve_socket(args, settings)
         tcp = find_tcp_control(args, socket_path, transport)
         return cls(socket_path, timeout_from_env(), tcp)
 

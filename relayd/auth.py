@@ -3,7 +3,6 @@ each handler's declared scope."""
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -11,7 +10,7 @@ from aiohttp import web
 
 from relayd.context import context_of
 from relayd.errors import ApiError, forbidden
-from relayd.settings import Integration, Settings
+from relayd.settings import Integration, Settings, same_secret
 
 ADMIN_SCOPES = frozenset({"*"})
 
@@ -44,8 +43,7 @@ def presented_token(request: web.Request) -> str | None:
 def identify(settings: Settings, token: str | None) -> Principal | None:
     """The caller, or None when a token is required and this one is missing or wrong."""
     if token is not None:
-        presented = token.encode("utf-8", "surrogateescape")  # header bytes may be invalid
-        if settings.token and hmac.compare_digest(presented, settings.token.encode()):
+        if settings.token and same_secret(token, settings.token):
             return Principal("admin", ADMIN_SCOPES)
         integration = settings.integration_for_token(token)
         if integration is not None:

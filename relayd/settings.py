@@ -7,6 +7,7 @@ parser; an invalid value anywhere raises ``SettingsError`` naming the setting an
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import ipaddress
 import json
 import os
@@ -99,14 +100,14 @@ class Settings:
 
     def integration_for_token(self, token: str) -> Integration | None:
         for integration in self.integrations:
-            if _same(integration.token, token):
+            if same_secret(integration.token, token):
                 return integration
         return None
 
 
-def _same(a: str, b: str) -> bool:
-    import hmac
-
+def same_secret(a: str, b: str) -> bool:
+    """Constant-time comparison of tokens; surrogateescape, since header bytes and the
+    environment may hold bytes that are not UTF-8."""
     return hmac.compare_digest(
         a.encode(errors="surrogateescape"), b.encode(errors="surrogateescape")
     )

@@ -7,7 +7,9 @@ after a yes on a terminal, never waiting for input that cannot come.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from relayctl.argtypes import positive_int
@@ -17,7 +19,6 @@ from relayctl.service.base import (
     InstallOptions,
     Plan,
     ServiceError,
-    ServiceManager,
     default_program,
     detect,
     execute,
@@ -30,6 +31,8 @@ ACTION_HELP = {
     "enable": "start the service automatically at login/boot",
     "disable": "do not start the service automatically",
 }
+CommandFunc = Callable[[argparse.Namespace], int]
+
 PAST_TENSE = {
     "start": "started",
     "stop": "stopped",
@@ -90,11 +93,17 @@ def _add_plan_flags(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------- shared
 
 
-def manager() -> ServiceManager:
-    try:
-        return detect()
-    except ServiceError as exc:
-        raise CliError(str(exc)) from None
+def service_errors(command: CommandFunc) -> CommandFunc:
+    """A service-manager failure (ServiceError) becomes a one-line CliError (exit 1)."""
+
+    @functools.wraps(command)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except ServiceError as exc:
+            raise CliError(str(exc)) from None
+
+    return wrapper
 
 
 def show_and_apply(args: argparse.Namespace, plan: Plan, what: str, ask: bool) -> bool:
@@ -108,10 +117,7 @@ def show_and_apply(args: argparse.Namespace, plan: Plan, what: str, ask: bool) -
         return False
     if ask:
         confirm(args, what)
-    try:
-        execute(plan)
-    except ServiceError as exc:
-        raise CliError(str(exc)) from None
+    execute(plan)
     return True
 
 
@@ -129,15 +135,12 @@ def service_args(args: argparse.Namespace) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------- commands
 
 
+@service_errors
 def cmd_install(args: argparse.Namespace) -> int:
-    backend = manager()
-    try:
-        program = default_program(args.binary) + service_args(args)
-        plan = backend.plan_install(
-            InstallOptions(program=program, enable=args.enable, start=args.start)
-        )
-    except ServiceError as exc:
-        raise CliError(str(exc)) from None
+    backend = detect()
+    program = default_program(args.binary) + service_args(args)
+    plan = backend.plan_install(InstallOptions(program=program, enable=args.enable,
+                                               start=args.start))
     if show_and_apply(args, plan, "carry out this plan", ask=True):
         emit(
             args,
@@ -147,23 +150,19 @@ def cmd_install(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+@service_errors
 def cmd_uninstall(args: argparse.Namespace) -> int:
-    backend = manager()
-    try:
-        plan = backend.plan_uninstall()
-    except ServiceError as exc:
-        raise CliError(str(exc)) from None
+    backend = detect()
+    plan = backend.plan_uninstall()
     if show_and_apply(args, plan, "carry out this plan", ask=True):
         emit(args, {"installed": False, "backend": backend.name}, "Uninstalled.")
     return ExitCode.OK
 
 
+@service_errors
 def cmd_action(args: argparse.Namespace) -> int:
-    backend = manager()
-    try:
-        plan = backend.plan_action(args.action)
-    except ServiceError as exc:
-        raise CliError(str(exc)) from None
+    backend = detect()
+    plan = backend.plan_action(args.action)
     if show_and_apply(args, plan, args.action, ask=False):
         emit(
             args,
@@ -173,20 +172,16 @@ def cmd_action(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+@service_errors
 def cmd_status(args: argparse.Namespace) -> int:
-    backend = manager()
-    try:
-        status = backend.status()
-    except ServiceError as exc:
-        raise CliError(str(exc)) from None
+    backend = detect()
+    status = backend.status()
     human = status.summary() + (f"\n  {status.detail}" if status.detail else "")
     emit(args, status.to_json(), human)
     return ExitCode.OK if status.running else ExitCode.NOT_RUNNING
 
 
+@service_errors
 def cmd_logs(args: argparse.Namespace) -> int:
-    backend = manager()
-    try:
-        return backend.logs(args.lines, args.follow)
-    except ServiceError as exc:
-        raise CliError(str(exc)) from None
+    backend = detect()
+    return backend.logs(args.lines, args.follow)

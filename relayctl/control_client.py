@@ -32,6 +32,7 @@ VERSION_HEADER = "X-Agent-Relay-Version"
 CONTROL_API_VERSION = "1"
 DEFAULT_TIMEOUT = 5.0
 TIMEOUT_ENV = "AGENT_RELAY_CONTROL_TIMEOUT"
+START_HINT = "start it with `relayctl daemon start` or `relayd`"
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,7 @@ def find_tcp_control(
     if transport == "unix":
         return None
     raise CliError(
-        f"relayd is not running (no control port recorded in {own}); start it with "
-        "`relayctl daemon start` or `relayd`",
+        f"relayd is not running (no control port recorded in {own}); {START_HINT}",
         ExitCode.NOT_RUNNING,
     )
 
@@ -273,8 +273,7 @@ def tcp_connection_error(tcp: TcpControl, exc: OSError) -> CliError:
     ):
         return CliError(
             f"relayd is not running (nothing listens on control port {tcp.address} recorded in "
-            f"{tcp.listen_file}; it probably crashed); start it with `relayctl daemon start` or "
-            "`relayd`",
+            f"{tcp.listen_file}; it probably crashed); {START_HINT}",
             ExitCode.NOT_RUNNING,
         )
     return CliError(f"cannot reach relayd at {tcp.address}: {exc.strerror or exc}",
@@ -285,14 +284,13 @@ def connection_error(path: Path, exc: OSError) -> CliError:
     """Tell apart: no socket, a stale socket, someone else's socket, anything else."""
     if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
         return CliError(
-            f"relayd is not running (no socket at {path}); start it with "
-            "`relayctl daemon start` or `relayd`",
+            f"relayd is not running (no socket at {path}); {START_HINT}",
             ExitCode.NOT_RUNNING,
         )
     if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
         return CliError(
             f"relayd is not running (stale socket at {path}: connection refused; it probably "
-            "crashed); start it with `relayctl daemon start` or `relayd`",
+            f"crashed); {START_HINT}",
             ExitCode.NOT_RUNNING,
         )
     if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):

@@ -86,9 +86,6 @@ class CallbackWorker:
             self._kick.set()
         return False
 
-    def wake(self) -> None:
-        self._kick.set()
-
     async def stop(self) -> None:
         """Stop delivering; rows in flight stay pending and go out after the next start."""
         self._stopping = True

@@ -85,7 +85,3 @@ def install(capacity: int = DEFAULT_CAPACITY) -> LogRing:
         _installed = LogRing(capacity)
         logging.getLogger().addHandler(_installed)
     return _installed
-
-
-def installed() -> LogRing | None:
-    return _installed

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from relayd.domain.targets import AGENT_ID_RE
-from relayd.errors import ApiError, invalid
+from relayd.errors import ApiError, Handler, invalid
 
-T = TypeVar("T")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_SHORT_TEXT = 1024
-NAME_RE = re.compile(r"^[^\x00-\x1f]{1,256}$")
 
 
 def requires(scope: str | tuple[str, ...] | None) -> Callable[[Handler], Handler]:

@@ -138,15 +138,6 @@ class Event:
 
 
 @dataclass
-class PendingEvent:
-    """An event a write wants to record; the store gives it its id inside the transaction."""
-
-    type: str
-    data: dict[str, Any]
-    audience: frozenset[str] | None = None
-
-
-@dataclass
 class Pair:
     """A pair session between an initiator and its partner (rules in relayd.domain.pairs)."""
 

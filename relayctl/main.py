@@ -1,7 +1,8 @@
 """`relayctl`: the command table, global flags, and errors → exit codes.
 
-Each module in relayctl.commands exposes ``register(subparsers)``; it adds its commands and sets
-``func`` on them: ``func(args) -> int``.
+Each module named in COMMAND_MODULES exposes ``register(subparsers, common)``: it adds its
+commands, with ``common`` (the global flags, accepted after the command too) as a parent, and
+sets ``func(args) -> int`` on them.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from relayctl.argtypes import comma_or_many
 from relayctl.main import CliError, ExitCode, emit
 
 
@@ -65,7 +66,7 @@ def select(requested: Sequence[str] | None) -> list[Provider]:
     """The providers named (comma lists allowed), in the known order; unknown names are usage."""
     if not requested:
         return list(PROVIDERS)
-    names = {name.strip() for item in requested for name in item.split(",") if name.strip()}
+    names = set(comma_or_many(list(requested)) or [])
     unknown = sorted(names - set(PROVIDER_NAMES))
     if unknown:
         raise CliError(

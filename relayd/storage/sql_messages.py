@@ -6,7 +6,7 @@ import sqlite3
 from typing import Any
 
 from relayd.domain.models import Agent, Message
-from relayd.domain.targets import Target, TargetError, parse_target, recipients
+from relayd.domain.targets import parse_target, recipients
 from relayd.errors import ApiError, conflict, forbidden, invalid, not_found
 from relayd.storage import sql_agents, sql_idempotency
 from relayd.storage.base import MessageDraft, MessageQuery, SendResult
@@ -83,11 +83,11 @@ def send_many(tx: Tx, drafts: list[MessageDraft]) -> list[SendResult | Exception
     the DB thread and the event loop were what capped throughput."""
     outcomes: list[SendResult | Exception | None] = []
     planned: list[tuple[int, MessageDraft, int | None, list[str]]] = []
-    known = _registered(tx, drafts)
+    targets = [parse_target(draft.to) for draft in drafts]  # the handler validated them
+    known = _registered(tx, [t.value for t in targets if t.is_direct])
     everyone: list[Agent] | None = None
-    for index, draft in enumerate(drafts):
+    for index, (draft, target) in enumerate(zip(drafts, targets, strict=True)):
         try:
-            target = parse_target(draft.to)
             thread_id = _thread_of_parent(tx, draft.reply_to)
             if target.is_direct and target.value not in known:
                 raise not_found(f"agent '{target.value}' is not registered")
@@ -124,26 +124,14 @@ def send_many(tx: Tx, drafts: list[MessageDraft]) -> list[SendResult | Exception
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def _registered(tx: Tx, drafts: list[MessageDraft]) -> set[str]:
-    wanted = sorted({t.value for t in _direct_targets(drafts)})
+def _registered(tx: Tx, agent_ids: list[str]) -> set[str]:
+    wanted = sorted(set(agent_ids))
     found: set[str] = set()
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         rows = tx.all(f"SELECT id FROM agents WHERE id IN ({placeholders(len(chunk))})", chunk)
         found.update(r[0] for r in rows)
     return found
-
-
-def _direct_targets(drafts: list[MessageDraft]) -> list[Target]:
-    targets = []
-    for draft in drafts:
-        try:
-            target = parse_target(draft.to)
-        except TargetError:
-            continue
-        if target.is_direct:
-            targets.append(target)
-    return targets
 
 
 def _direct_recipient(tx: Tx, agent_id: str) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from relayd.callbacks import CallbackWorker
@@ -16,7 +17,6 @@ if TYPE_CHECKING:
     from relayd.lifecycle import Relay
 
 WINDOW_SECONDS = 60.0
-OUTBOX_PRUNE_EVERY_SECONDS = 60.0
 
 
 class SlidingWindowLimiter:
@@ -46,22 +46,10 @@ def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-class LeaseJob:
-    """Reaper job: reopen tasks whose holder went silent or offline; trim delivered callbacks."""
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self._last_prune = 0.0
-
-    async def __call__(self) -> dict[str, int]:
-        settings, store = self.ctx.settings, self.ctx.store
-        expired = await store.expire_task_leases(now_ms() - settings.claim_lease_ms)
-        result = {"expired": len(expired)}
-        if time.monotonic() - self._last_prune >= OUTBOX_PRUNE_EVERY_SECONDS:
-            self._last_prune = time.monotonic()
-            keep_ms = settings.retention_days * 24 * 3600 * 1000
-            result["deliveriesPruned"] = await store.prune_callbacks(now_ms() - keep_ms)
-        return result
+async def expire_leases(ctx: Context) -> dict[str, int]:
+    """Reaper job: reopen tasks whose holder went silent or offline."""
+    expired = await ctx.store.expire_task_leases(now_ms() - ctx.settings.claim_lease_ms)
+    return {"expired": len(expired)}
 
 
 def install(relay: Relay) -> None:
@@ -71,7 +59,7 @@ def install(relay: Relay) -> None:
     ctx.extras["callbacks"] = worker
     ctx.extras["integration_limiter"] = SlidingWindowLimiter()
     ctx.extras.setdefault("stats_providers", []).append(ctx.store.task_stats)
-    relay.reaper.add_job("task_leases", LeaseJob(ctx))
+    relay.reaper.add_job("task_leases", partial(expire_leases, ctx))
 
     async def start_worker(_: Relay) -> None:
         await worker.start()

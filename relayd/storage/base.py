@@ -238,7 +238,4 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def callback_summary(self) -> dict[str, dict[str, Any]]: ...
 
-    @abc.abstractmethod
-    async def prune_callbacks(self, delivered_before_ms: int) -> int: ...
-
     # ---- end tasks ----------------------------------------------------------------------------

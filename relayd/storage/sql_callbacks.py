@@ -174,6 +174,7 @@ def _dead_json(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def prune_delivered(tx: Tx, before_ms: int) -> int:
+    """Retention: delivered callbacks older than the cutoff, whatever their task's state."""
     return tx.run(
         "DELETE FROM callback_outbox WHERE status = 'delivered' AND finished_at < ?",
         (before_ms,),

@@ -475,11 +475,6 @@ class SQLiteStore(Store):
     async def callback_summary(self) -> dict[str, dict[str, Any]]:
         return await self._read(sql_callbacks.summary)
 
-    async def prune_callbacks(self, delivered_before_ms: int) -> int:
-        return int(
-            await self._write(partial(sql_callbacks.prune_delivered, before_ms=delivered_before_ms))
-        )
-
     # ---- end tasks ----------------------------------------------------------------------------
 
 # ---------------------------------------------------------------------- thread-side helpers
@@ -571,6 +566,7 @@ def _run_read(db: sqlite3.Connection, op: Callable[[Tx], T]) -> T:
 def _prune_history(tx: Tx, messages_before_ms: int, keep: int) -> dict[str, int]:
     return {
         "tasks": sql_tasks.prune_finished(tx, messages_before_ms),
+        "callbacks": sql_callbacks.prune_delivered(tx, messages_before_ms),
         "messages": sql_messages.prune(tx, messages_before_ms),
         "events": sql_events.prune(tx, keep),
         "idempotencyKeys": sql_idempotency.prune(tx),

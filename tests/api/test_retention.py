@@ -221,3 +221,16 @@ async def test_the_same_dedupe_key_makes_a_new_task_after_pruning(
     assert again["status"] == "open" and again["occurrenceCount"] == 1
     status, repeat = await ingest(http, "ok", "disk")
     assert status == 200 and repeat["id"] == again["id"] and repeat["occurrenceCount"] == 2
+
+
+async def test_delivered_callbacks_of_a_live_task_go_with_history_retention(
+    http: aiohttp.ClientSession, relay: Relay
+) -> None:
+    task = await new_task(http, "ok", "lease")
+    await move(http, task["id"])
+    assert await settled(relay, task["id"], 2) == ["delivered", "delivered"]
+
+    result = await prune_all_old(relay)
+    assert (result["tasks"], result["callbacks"]) == (0, 2)
+    assert await outbox(relay, task["id"]) == []
+    assert await exists(http, f"/api/tasks/{task['id']}")

@@ -187,7 +187,7 @@ def _relayd_answers(port: int) -> bool:
 
 
 def _pid_behind(socket_path: Path) -> str:
-    record = read_listen_file(socket_path.parent / paths.LISTEN_FILENAME)
+    record = read_listen_file(paths.listen_file_for(socket_path))
     if record and record.get("socket") == str(socket_path):
         return str(record.get("pid", "unknown"))
     return "unknown"

@@ -1,4 +1,5 @@
-"""Start order: storage → bus → HTTP → reaper → (control, notify); stop in reverse.
+"""Start order: instance guard → storage (publishing to the bus) → HTTP → reaper → start hooks
+→ control plane → notify; stop in reverse.
 
 ``Relay`` owns every long-lived part of the daemon. Tests start one in-process; ``relayd``
 starts one under signal handling.
@@ -198,9 +199,7 @@ class Relay:
         if ignored:
             log.warning("reload: %s need a restart to change", ", ".join(ignored))
         keep: dict[str, Any] = {name: getattr(old, name) for name in fixed}
-        from relayd.settings import replace
-
-        self.ctx.settings = replace(settings, **keep)
+        self.ctx.settings = settings_mod.replace(settings, **keep)
         return [name for name in changed if name not in fixed]
 
 

@@ -6,7 +6,7 @@ import sqlite3
 from typing import Any
 
 from relayd.domain.models import Agent
-from relayd.domain.targets import Target, parse_target
+from relayd.domain.targets import may_receive, parse_target
 from relayd.errors import not_found
 from relayd.storage.base import AgentFilter
 from relayd.storage.sqlite_tx import Tx, dumps, loads
@@ -165,10 +165,8 @@ def offer_open_claims(tx: Tx, agent: Agent) -> None:
     from relayd.storage import sql_messages  # late import: the two modules call each other
 
     for row in rows:
-        target: Target = parse_target(row["target"])
-        if target.is_direct or row["sender"] == agent.id:
-            continue
-        if target.matches(agent) and agent.subscribes(row["channel"]):
+        target = parse_target(row["target"])
+        if not target.is_direct and may_receive(target, agent, row["sender"], row["channel"]):
             tx.run(
                 "INSERT INTO deliveries (agent_id, message_id) VALUES (?, ?)",
                 (agent.id, row["id"]),

@@ -7,10 +7,11 @@ from typing import Any
 
 from relayd.domain.models import Agent, Message
 from relayd.domain.targets import parse_target, recipients
+from relayd.domain.tasks import FINISHED
 from relayd.errors import ApiError, conflict, forbidden, invalid, not_found
 from relayd.storage import sql_agents, sql_idempotency
 from relayd.storage.base import MessageDraft, MessageQuery, SendResult
-from relayd.storage.sqlite_tx import Tx, dumps, loads, placeholders
+from relayd.storage.sqlite_tx import Tx, dumps, loads, placeholders, sql_list
 
 
 def row_to_message(row: sqlite3.Row, reader: str | None = None) -> Message:
@@ -300,7 +301,7 @@ def prune(tx: Tx, created_before_ms: int) -> int:
     doomed = [
         r[0]
         for r in tx.all(
-            f"SELECT id FROM messages WHERE created_at < ? AND {retention_exempt_sql()}",
+            f"SELECT id FROM messages WHERE created_at < ? AND {prunable_sql()}",
             (created_before_ms,),
         )
     ]
@@ -312,9 +313,10 @@ def prune(tx: Tx, created_before_ms: int) -> int:
     return len(doomed)
 
 
-def retention_exempt_sql() -> str:
-    """SQL condition true for messages retention may delete (tasks add their rule here)."""
+def prunable_sql() -> str:
+    """SQL condition true for messages retention may delete: those of no task or of a
+    finished one (a task still in play keeps its message, whatever its age)."""
     return (
         "(task_id IS NULL OR NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = messages.task_id"
-        " AND t.status NOT IN ('done', 'failed', 'cancelled')))"
+        f" AND t.status NOT IN {sql_list(FINISHED)}))"
     )

@@ -23,10 +23,10 @@ from relayd.domain.tasks import (
 from relayd.errors import conflict, forbidden, not_found
 from relayd.storage import sql_agents, sql_callbacks, sql_idempotency, sql_messages
 from relayd.storage.base import MessageDraft
-from relayd.storage.sqlite_tx import Tx, dumps, loads, placeholders
+from relayd.storage.sqlite_tx import Tx, dumps, loads, placeholders, sql_list
 
 IDEMPOTENCY_SCOPE = "integration-event"
-FINISHED_SQL = "('done', 'failed', 'cancelled')"
+FINISHED_SQL = sql_list(rules.FINISHED)
 
 
 def row_to_task(row: sqlite3.Row) -> Task:
@@ -416,11 +416,10 @@ def _release(
 
 def expire_leases(tx: Tx, silent_before_ms: int) -> list[Task]:
     """Held tasks whose holder is offline/gone, or silent since before the cutoff, reopen."""
-    held = ",".join(f"'{s}'" for s in sorted(rules.LEASED_BY_OFFLINE))
     rows = tx.all(
         f"""SELECT t.*, a.status AS holder_status FROM tasks t
             LEFT JOIN agents a ON a.id = t.claimed_by
-            WHERE t.status IN ({held})"""
+            WHERE t.status IN {sql_list(rules.LEASED_BY_OFFLINE)}"""
     )
     expired = []
     for row in rows:

@@ -102,5 +102,10 @@ def loads(text: str | None, default: Any) -> Any:
     return default if text is None else json.loads(text)
 
 
+def sql_list(values: Iterable[str]) -> str:
+    """`('a', 'b')` for an IN clause over our own constants (never client input)."""
+    return "(" + ", ".join(f"'{value}'" for value in sorted(values)) + ")"
+
+
 def placeholders(count: int) -> str:
     return ",".join("?" * count)

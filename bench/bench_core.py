@@ -67,7 +67,8 @@ class Server:
                         if resp.status in (400, 500):
                             return
                 except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
+                    pass
+                await asyncio.sleep(0.05)  # also on another answer (e.g. 503 while starting)
         raise RuntimeError(f"{self.kind} did not start")
 
     def rss_mib(self) -> float:

@@ -7,8 +7,9 @@ never holds up the API:
 - per task, strictly in order: only the oldest pending row of a task is ever in flight;
 - across tasks, concurrently (bounded by ``concurrency``);
 - each attempt has a timeout; a non-2xx answer, a refused connection or a timeout is retried
-  with exponential backoff and full jitter, up to ``callback_max_attempts``, then marked dead
-  (a ``callback_dead`` task event, and counted in GET /api/integrations);
+  with exponential backoff and jitter (half to all of the delay), up to
+  ``callback_max_attempts``, then marked dead (a ``callback_dead`` task event, and counted in
+  GET /api/integrations);
 - after a restart the pending rows are attempted again at once. Delivery is at-least-once: an
   attempt that succeeded just before a crash is sent again with the same
   ``X-Agent-Relay-Delivery`` id, which receivers use to drop duplicates.
@@ -46,7 +47,8 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def backoff_seconds(attempts: int, base: float, cap: float) -> float:
-    """Delay before the next attempt after `attempts` failures: exponential, full jitter."""
+    """Delay before the next attempt after `attempts` failures: exponential, jittered between
+    half and all of it (never near zero, so a dead endpoint is not hammered)."""
     ceiling = min(cap, base * 2 ** max(0, attempts - 1))
     return random.uniform(ceiling / 2, ceiling)
 

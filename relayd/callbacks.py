@@ -154,7 +154,7 @@ class CallbackWorker:
             self._kick.set()
 
     async def _attempt(self, delivery: Delivery) -> None:
-        integration = self._integration(delivery.integration)
+        integration = self.ctx.settings.integration_named(delivery.integration)
         if integration is None or integration.callback_url is None:
             await self._failed(delivery, "the integration has no callbackUrl any more", None,
                                final=True)
@@ -207,6 +207,3 @@ class CallbackWorker:
                 delivery.delivery_id, delivery.event, delivery.task_id, delivery.attempts + 1,
                 error,
             )
-
-    def _integration(self, name: str) -> Integration | None:
-        return next((i for i in self.ctx.settings.integrations if i.name == name), None)

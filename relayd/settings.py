@@ -98,6 +98,9 @@ class Settings:
     def is_loopback(self) -> bool:
         return is_loopback_host(self.host)
 
+    def integration_named(self, name: str) -> Integration | None:
+        return next((i for i in self.integrations if i.name == name), None)
+
     def integration_for_token(self, token: str) -> Integration | None:
         for integration in self.integrations:
             if same_secret(integration.token, token):

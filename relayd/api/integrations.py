@@ -75,7 +75,7 @@ def parse_event(
             raise invalid(str(exc).replace("'to'", "'target'")) from None
     text = body.text_up_to_bytes("body", ctx.settings.max_message_bytes, required=False)
     source = _source(body, principal, integration)
-    callback_of = integration or _configured(ctx, source)
+    callback_of = integration or ctx.settings.integration_named(source)
     return IngressEvent(
         source=source,
         type=body.required_text("type", max_len=128),
@@ -100,10 +100,6 @@ def _source(body: Body, principal: Principal, integration: Integration | None) -
     if claimed is not None and claimed != integration.name:
         raise forbidden(f"this token posts as '{integration.name}', not as '{claimed}'")
     return integration.name
-
-
-def _configured(ctx: Context, name: str) -> Integration | None:
-    return next((i for i in ctx.settings.integrations if i.name == name), None)
 
 
 # ---------------------------------------------------------------------------- listings

@@ -34,7 +34,7 @@ from relayd.instance import (
     VERSION_HEADER,
     read_listen_file,
 )
-from relayd.lifecycle import StartupError
+from relayd.lifecycle import StartupError, bound_address
 from relayd.settings import SettingsError, replace
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ class ControlServer:
                 f"cannot listen on control port {paths.CONTROL_HOST}:{port}: {exc.strerror}"
                 " (choose another with control_port / AGENT_RELAY_CONTROL_PORT, or 0 for any)"
             ) from None
-        self.tcp_port = _bound_port(site)
+        self.tcp_port = bound_address(site)[1]
         self._write_listen_file()
         log.info("control port %s:%d (token in %s)", paths.CONTROL_HOST, self.tcp_port,
                  self.listen_file)
@@ -409,12 +409,6 @@ class ControlServer:
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
-
-
-def _bound_port(site: web.TCPSite) -> int:
-    server = site._server
-    assert isinstance(server, asyncio.base_events.Server)
-    return int(server.sockets[0].getsockname()[1])
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:

@@ -139,7 +139,7 @@ class Relay:
                 f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror}"
                 " (is another relayd running? choose another port with --port or PORT)"
             ) from None
-        self.address = _bound_address(site)
+        self.address = bound_address(site)
 
     async def stop(self) -> None:
         """Stop accepting, end SSE streams and long-polls, finish writes, close storage."""
@@ -203,7 +203,8 @@ class Relay:
         return [name for name in changed if name not in fixed]
 
 
-def _bound_address(site: web.TCPSite) -> tuple[str, int]:
+def bound_address(site: web.TCPSite) -> tuple[str, int]:
+    """The address a started site really listens on (port 0 means the OS chose)."""
     server = site._server
     assert isinstance(server, asyncio.base_events.Server)
     sock: socket.socket = server.sockets[0]

@@ -215,6 +215,13 @@ def query_text(request: web.Request, name: str, max_len: int = MAX_SHORT_TEXT) -
     return clean_text(value, name)
 
 
+def query_agent_id(request: web.Request, name: str) -> str | None:
+    value = query_text(request, name, max_len=128)
+    if value is not None and not AGENT_ID_RE.match(value):
+        raise invalid(f"query parameter '{name}' must be an agent id")
+    return value
+
+
 def query_int(
     request: web.Request,
     name: str,

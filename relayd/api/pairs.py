@@ -8,6 +8,7 @@ from relayd.api.common import (
     idempotency_key,
     ok,
     path_int,
+    query_agent_id,
     query_int,
     query_text,
     read_json,
@@ -15,7 +16,6 @@ from relayd.api.common import (
 )
 from relayd.context import context_of
 from relayd.domain.pairs import PAIR_STATUSES
-from relayd.domain.targets import AGENT_ID_RE
 from relayd.errors import invalid, not_found
 
 MAX_LIMIT = 1000
@@ -35,9 +35,7 @@ async def create(request: web.Request) -> web.Response:
 
 @requires("pairs:read")
 async def list_pairs(request: web.Request) -> web.Response:
-    agent = query_text(request, "agent", max_len=128)
-    if agent is not None and not AGENT_ID_RE.match(agent):
-        raise invalid("query parameter 'agent' must be an agent id")
+    agent = query_agent_id(request, "agent")
     limit = query_int(request, "limit", default=100, minimum=1, maximum=MAX_LIMIT) or 100
     pairs = await context_of(request).store.list_pairs(agent, _statuses(request), limit)
     return ok({"pairs": [p.to_json() for p in pairs]})

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from relayd.api.common import (
+    MAX_LIMIT,
     Body,
     no_content,
     ok,
@@ -75,7 +76,7 @@ def _filter(request: web.Request, exclude_offline: bool = False) -> AgentFilter:
 
 def _listing(request: web.Request, agents: list[Agent]) -> web.Response:
     """`{agents}`, cut to `?limit=` (1-1000; absent: all) like every other list."""
-    limit = query_int(request, "limit", minimum=1, maximum=1000)
+    limit = query_int(request, "limit", minimum=1, maximum=MAX_LIMIT)
     return ok({"agents": [a.to_json() for a in agents[:limit]]})
 
 

@@ -243,6 +243,17 @@ def query_int(
     return value
 
 
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+
+
+def query_limit(request: web.Request) -> int:
+    """`?limit=`: 1 to 1000 (out of range is a 400, not clamped), default 100."""
+    limit = query_int(request, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+    assert limit is not None
+    return limit
+
+
 def query_bool(request: web.Request, name: str) -> bool:
     raw = request.query.get(name)
     if raw is None:

@@ -14,6 +14,7 @@ from relayd.api.common import (
     path_int,
     query_bool,
     query_int,
+    query_limit,
     query_text,
     read_json,
     requires,
@@ -26,7 +27,6 @@ from relayd.errors import invalid, not_found
 from relayd.storage.base import MessageDraft, MessageQuery
 
 MAX_WAIT_SECONDS = 60
-MAX_LIMIT = 1000
 
 
 def draft_from(body: Body, request: web.Request, max_body_bytes: int) -> MessageDraft:
@@ -77,7 +77,7 @@ def _query(request: web.Request) -> tuple[MessageQuery, int]:
         reader=reader,
         unread=query_bool(request, "unread"),
         since=query_int(request, "since", minimum=0),
-        limit=query_int(request, "limit", default=100, minimum=1, maximum=MAX_LIMIT) or 100,
+        limit=query_limit(request),
         channel=query_text(request, "channel", max_len=128),
         sender=query_text(request, "from", max_len=128),
         thread=query_int(request, "thread", minimum=1),

@@ -9,7 +9,7 @@ from relayd.api.common import (
     ok,
     path_int,
     query_agent_id,
-    query_int,
+    query_limit,
     query_text,
     read_json,
     requires,
@@ -18,7 +18,6 @@ from relayd.context import context_of
 from relayd.domain.pairs import PAIR_STATUSES
 from relayd.errors import invalid, not_found
 
-MAX_LIMIT = 1000
 MAX_OBJECTIVE = 4096
 
 
@@ -36,7 +35,7 @@ async def create(request: web.Request) -> web.Response:
 @requires("pairs:read")
 async def list_pairs(request: web.Request) -> web.Response:
     agent = query_agent_id(request, "agent")
-    limit = query_int(request, "limit", default=100, minimum=1, maximum=MAX_LIMIT) or 100
+    limit = query_limit(request)
     pairs = await context_of(request).store.list_pairs(agent, _statuses(request), limit)
     return ok({"pairs": [p.to_json() for p in pairs]})
 

@@ -12,7 +12,7 @@ from relayd.api.common import (
     clean_json,
     ok,
     path_int,
-    query_int,
+    query_limit,
     query_text,
     read_json,
     requires,
@@ -21,7 +21,6 @@ from relayd.context import context_of
 from relayd.domain.tasks import STATUSES, StatusChange, TaskQuery
 from relayd.errors import invalid, not_found
 
-MAX_LIMIT = 1000
 MAX_REPORT_BYTES = 16 * 1024
 
 
@@ -34,7 +33,7 @@ async def list_tasks(request: web.Request) -> web.Response:
         status=status,
         source=query_text(request, "source", max_len=128) or None,
         target=query_text(request, "target", max_len=256) or None,
-        limit=query_int(request, "limit", default=100, minimum=1, maximum=MAX_LIMIT) or 100,
+        limit=query_limit(request),
     )
     tasks = await context_of(request).store.list_tasks(query)
     return ok({"tasks": [t.to_json() for t in tasks]})

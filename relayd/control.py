@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ from relayd.instance import (
     read_listen_file,
 )
 from relayd.lifecycle import StartupError, bound_address
-from relayd.settings import SettingsError, replace
+from relayd.settings import SettingsError, replace, same_secret
 
 if TYPE_CHECKING:
     from relayd.lifecycle import Relay
@@ -110,13 +109,11 @@ async def guard_middleware(
 
 def token_middleware(token: str) -> Any:
     """Every request on the TCP control port must carry relayd's per-start token."""
-    expected = token.encode()
 
     @web.middleware
     async def check_token(request: web.Request, handler: Any) -> web.StreamResponse:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        presented = given.strip().encode("utf-8", "surrogateescape")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected):
+        if scheme.lower() != "bearer" or not same_secret(given.strip(), token):
             raise ApiError(
                 401,
                 "unauthorized",

@@ -11,6 +11,9 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 SERVING_RE = re.compile(r"serving on (http://\S+)")
 
@@ -138,3 +141,11 @@ def one_line(text: str) -> str:
     lines = text.strip().splitlines()
     assert len(lines) == 1, text
     return lines[0]
+
+
+async def register(http: aiohttp.ClientSession, agent_id: str, **fields: Any) -> dict[str, Any]:
+    """POST /api/agents (new or existing) and the agent as the relay answered it."""
+    resp = await http.post("/api/agents", json={"id": agent_id, **fields})
+    assert resp.status in (200, 201), await resp.text()
+    agent: dict[str, Any] = await resp.json()
+    return agent

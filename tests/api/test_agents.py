@@ -10,14 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.helpers import register
+
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-
-
-async def register(http: aiohttp.ClientSession, agent_id: str, **fields: Any) -> dict[str, Any]:
-    resp = await http.post("/api/agents", json={"id": agent_id, **fields})
-    assert resp.status in (200, 201), await resp.text()
-    data: dict[str, Any] = await resp.json()
-    return data
 
 
 async def error_of(resp: aiohttp.ClientResponse, status: int, code: str) -> str:

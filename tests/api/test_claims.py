@@ -8,12 +8,9 @@ from typing import Any
 
 import aiohttp
 
+from tests.helpers import register
+
 RACERS = 30
-
-
-async def register(http: aiohttp.ClientSession, agent_id: str, **fields: Any) -> None:
-    resp = await http.post("/api/agents", json={"id": agent_id, **fields})
-    assert resp.status in (200, 201), await resp.text()
 
 
 async def send(http: aiohttp.ClientSession, **fields: Any) -> dict[str, Any]:

@@ -12,11 +12,7 @@ import aiohttp
 import pytest
 
 from relayd.lifecycle import Relay
-
-
-async def register(http: aiohttp.ClientSession, agent_id: str, **fields: Any) -> None:
-    resp = await http.post("/api/agents", json={"id": agent_id, **fields})
-    assert resp.status in (200, 201), await resp.text()
+from tests.helpers import register
 
 
 async def send(

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from relayd.lifecycle import Relay
+from tests.helpers import register
 
 
 @dataclass
@@ -78,11 +79,6 @@ async def sse(
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/event-stream")
         yield SseReader(resp.content.readline)
-
-
-async def register(http: aiohttp.ClientSession, agent_id: str, **fields: Any) -> None:
-    resp = await http.post("/api/agents", json={"id": agent_id, **fields})
-    assert resp.status in (200, 201), await resp.text()
 
 
 async def send(http: aiohttp.ClientSession, to: str, body: str = "hi", **extra: Any) -> int:

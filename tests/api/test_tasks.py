@@ -14,6 +14,7 @@ from relayd.domain import tasks as rules
 from relayd.domain.models import now_ms
 from relayd.lifecycle import Relay
 from relayd.settings import Integration
+from tests.helpers import register
 
 TOKEN = "monitor-token-0123456789"
 MONITOR = Integration(name="monitor", token=TOKEN, scopes=frozenset({"tasks:create"}))
@@ -31,11 +32,6 @@ async def relay(relay_factory: Callable[..., Any]) -> Relay:
 async def http(relay: Relay) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(base_url=relay.url) as session:
         yield session
-
-
-async def register(http: aiohttp.ClientSession, agent_id: str, **fields: Any) -> None:
-    resp = await http.post("/api/agents", json={"id": agent_id, **fields})
-    assert resp.status in (200, 201), await resp.text()
 
 
 async def new_task(http: aiohttp.ClientSession, **fields: Any) -> dict[str, Any]:

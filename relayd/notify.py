@@ -26,10 +26,6 @@ class Notifier:
         self._watchdog: asyncio.Task[None] | None = None
         self._failed = False
 
-    @property
-    def active(self) -> bool:
-        return self._notifier is not None
-
     def start(self, status: str, env: Mapping[str, str] | None = None) -> None:
         """Connect to NOTIFY_SOCKET (if set), send READY=1 and start the watchdog pings."""
         env = os.environ if env is None else env
@@ -54,9 +50,6 @@ class Notifier:
             if not self._failed:  # say it once, not at every watchdog ping
                 log.warning("systemd notify failed: %s", exc)
             self._failed = True
-
-    def status(self, text: str) -> None:
-        self.send(f"STATUS={text}")
 
     def reloading(self) -> None:
         self.send("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}", "STATUS=reloading")

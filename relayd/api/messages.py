@@ -24,7 +24,7 @@ from relayd.context import Context, context_of
 from relayd.domain.models import Event, Message
 from relayd.domain.targets import TargetError, parse_target
 from relayd.errors import invalid, not_found
-from relayd.storage.base import MessageDraft, MessageQuery
+from relayd.storage.base import MessageDraft, MessageQuery, SendResult
 
 MAX_WAIT_SECONDS = 60
 
@@ -60,7 +60,12 @@ async def send(request: web.Request) -> web.Response:
     integration = principal_of(request).integration
     if integration is not None:
         check_allow_lists(integration, draft.to, draft.channel)
-    result = await ctx.store.send_message(draft)
+    return sent(await ctx.store.send_message(draft))
+
+
+def sent(result: SendResult) -> web.Response:
+    """201 with the message and its recipients (200 for an Idempotency-Key replay), reusing
+    the JSON the store already encoded for the message.new event when there is one."""
     status = 201 if result.created else 200
     if result.payload_json is not None:
         return web.Response(status=status, text=result.payload_json,

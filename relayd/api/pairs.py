@@ -14,6 +14,7 @@ from relayd.api.common import (
     read_json,
     requires,
 )
+from relayd.api.messages import sent
 from relayd.context import context_of
 from relayd.domain.pairs import PAIR_STATUSES
 from relayd.errors import invalid, not_found
@@ -93,6 +94,4 @@ async def send_message(request: web.Request) -> web.Response:
     sender = body.required_agent_id("from")
     text = body.text_up_to_bytes("body", ctx.settings.max_message_bytes, required=True)
     assert text is not None
-    result = await ctx.store.send_pair_message(pair_id, sender, text, idempotency_key(request))
-    payload = {**result.message.to_json(), "recipients": result.recipients}
-    return ok(payload, 201 if result.created else 200)
+    return sent(await ctx.store.send_pair_message(pair_id, sender, text, idempotency_key(request)))

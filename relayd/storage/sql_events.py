@@ -18,6 +18,7 @@ def row_to_event(row: sqlite3.Row) -> Event:
         data=json.loads(row["data"]),
         audience=None if audience is None else frozenset(json.loads(audience)),
         created_at=row["created_at"],
+        data_json=row["data"],  # the stored text: a replayed frame is the live frame, unre-encoded
     )
 
 

@@ -26,7 +26,12 @@ from relayd.storage.base import MessageDraft
 from relayd.storage.sqlite_tx import Tx, dumps, loads, placeholders, sql_list
 
 IDEMPOTENCY_SCOPE = "integration-event"
-FINISHED_SQL = sql_list(rules.FINISHED)
+# Word for word the predicate of the partial index tasks_active_dedupe (0002_tasks.sql):
+# SQLite uses a partial index only when the query repeats its condition, so the order matters.
+FINISHED_SQL = "('done', 'failed', 'cancelled')"
+ACTIVE_BY_DEDUPE_SQL = (
+    f"SELECT * FROM tasks WHERE source = ? AND dedupe_key = ? AND status NOT IN {FINISHED_SQL}"
+)
 
 
 def row_to_task(row: sqlite3.Row) -> Task:
@@ -165,10 +170,7 @@ def _replay(tx: Tx, source: str, key: str) -> IngressResult | None:
 def _active_by_dedupe(tx: Tx, source: str, dedupe_key: str | None) -> Task | None:
     if dedupe_key is None:
         return None
-    row = tx.one(
-        f"SELECT * FROM tasks WHERE source = ? AND dedupe_key = ? AND status NOT IN {FINISHED_SQL}",
-        (source, dedupe_key),
-    )
+    row = tx.one(ACTIVE_BY_DEDUPE_SQL, (source, dedupe_key))
     return None if row is None else row_to_task(row)
 
 

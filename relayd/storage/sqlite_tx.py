@@ -94,8 +94,13 @@ class Tx:
 MAX_VARIABLES = 32766  # SQLite's default SQLITE_MAX_VARIABLE_NUMBER since 3.32
 
 
+# One encoder: json.dumps with non-default options builds a new encoder on every call, and
+# the writer encodes a few values per message.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def loads(text: str | None, default: Any) -> Any:

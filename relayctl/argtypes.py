@@ -11,36 +11,35 @@ MAX_LIMIT = 1000  # the relay's bounds for ?limit= and ?wait=
 MAX_WAIT = 60
 
 
-def positive_int(text: str) -> int:
+def whole_number(text: str, low: int, high: int | None = None) -> int:
+    """A whole number in [low, high]; anything else is a usage error (exit 2)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' must be at least 1")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"'{text}' must be at least {low}")
+    if high is not None and value > high:
+        raise argparse.ArgumentTypeError(f"'{text}' must be at most {high}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return whole_number(text, 1)
 
 
 def non_negative_int(text: str) -> int:
-    if text.strip() == "0":
-        return 0
-    return positive_int(text)
+    return whole_number(text, 0)
 
 
 def list_limit(text: str) -> int:
-    """--limit: 1..1000, the relay's bound; out of range is a usage error (exit 2)."""
-    value = positive_int(text)
-    if value > MAX_LIMIT:
-        raise argparse.ArgumentTypeError(f"'{text}' must be at most {MAX_LIMIT}")
-    return value
+    """--limit: 1..1000, the relay's bound."""
+    return whole_number(text, 1, MAX_LIMIT)
 
 
 def wait_seconds(text: str) -> int:
     """--wait: 0..60 whole seconds, the relay's long-poll bound."""
-    value = non_negative_int(text)
-    if value > MAX_WAIT:
-        raise argparse.ArgumentTypeError(f"'{text}' must be at most {MAX_WAIT}")
-    return value
+    return whole_number(text, 0, MAX_WAIT)
 
 
 def seconds(text: str) -> float:

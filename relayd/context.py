@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from relayd.bus import EventBus
 from relayd.settings import Settings
 from relayd.storage.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from relayd.channels import Channel
 
 
 @dataclass
@@ -23,6 +26,7 @@ class Context:
     sse_connections: int = 0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     extras: dict[str, Any] = field(default_factory=dict)  # services added by later layers
+    channels: list[Channel] = field(default_factory=list)  # bridges, started by the Relay
 
     @property
     def uptime_seconds(self) -> float:

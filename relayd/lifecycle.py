@@ -1,5 +1,5 @@
 """Start order: instance guard → storage (publishing to the bus) → HTTP → reaper → start hooks
-→ control plane → notify; stop in reverse.
+→ channels → control plane → notify; stop in reverse.
 
 ``Relay`` owns every long-lived part of the daemon. Tests start one in-process; ``relayd``
 starts one under signal handling.
@@ -21,6 +21,7 @@ from relayd import __version__, pairs_service, tasks_service
 from relayd import settings as settings_mod
 from relayd.app import Route, create_app
 from relayd.bus import LocalBus
+from relayd.channels import build_channels
 from relayd.context import Context
 from relayd.notify import Notifier
 from relayd.reaper import Reaper
@@ -45,6 +46,7 @@ class Relay:
             bus=LocalBus(settings.sse_queue_size),
         )
         self.reaper = Reaper(self.ctx)
+        self.ctx.channels = build_channels(self.ctx)
         pairs_service.install(self)
         self.extra_routes: list[Route] = []
         self.start_hooks: list[Hook] = []  # run after HTTP serves, in order
@@ -92,6 +94,7 @@ class Relay:
         self.reaper.start()
         for hook in self.start_hooks:
             await hook(self)
+        await self._start_channels()
         try:
             await self.control.start()
         except BaseException:
@@ -101,6 +104,26 @@ class Relay:
             "relayd %s serving on %s (database %s)", __version__, self.url, self.ctx.store.location
         )
         self.notifier.start(self.status_line())
+
+    async def _start_channels(self) -> None:
+        """Configured channels start in the background; one that fails to start is logged
+        and reported in GET /api/channels, never a reason for relayd not to serve."""
+        for channel in self.ctx.channels:
+            if not channel.configured:
+                continue
+            try:
+                await channel.start()
+            except Exception as exc:
+                log.warning("channel %s did not start: %s", channel.name, exc)
+            else:
+                log.info("channel %s started", channel.name)
+
+    async def _stop_channels(self) -> None:
+        for channel in reversed(self.ctx.channels):
+            try:
+                await channel.stop()
+            except Exception as exc:
+                log.warning("channel %s did not stop cleanly: %s", channel.name, exc)
 
     async def _open_storage(self) -> None:
         try:
@@ -146,6 +169,7 @@ class Relay:
         self.ctx.stopping.set()
         await self.notifier.stop()
         await self.control.stop()
+        await self._stop_channels()
         for hook in reversed(self.stop_hooks):
             try:
                 await hook(self)
@@ -189,7 +213,10 @@ class Relay:
     def apply_settings(self, settings: Settings) -> list[str]:
         """Take reloadable settings live (SIGHUP / control reload); returns what changed."""
         old = self.ctx.settings
-        fixed = ("host", "port", "db_path", "socket_path", "control_transport", "control_port")
+        fixed = (
+            "host", "port", "db_path", "socket_path", "control_transport", "control_port",
+            "telegram_bot_token", "telegram_chat_ids", "telegram_api_url",
+        )
         changed = [
             name
             for name in settings.__dataclass_fields__

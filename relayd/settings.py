@@ -93,6 +93,9 @@ class Settings:
     event_retention: int = 100_000
     log_level: str = "info"
     log_file: Path | None = None
+    telegram_bot_token: str | None = None
+    telegram_chat_ids: tuple[int, ...] = ()
+    telegram_api_url: str = "https://api.telegram.org"
 
     @property
     def is_loopback(self) -> bool:
@@ -214,6 +217,27 @@ def _control_transport(value: Any) -> str:
     return text
 
 
+def _chat_ids(value: Any) -> tuple[int, ...]:
+    items = list(value) if isinstance(value, list) else _str(value).split(",")
+    ids: list[int] = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            ids.append(int(text))
+        except ValueError:
+            raise ValueError(f"must be a comma list of numeric chat ids, not '{text}'") from None
+    return tuple(ids)
+
+
+def _http_url(value: Any) -> str:
+    text = _str(value).strip().rstrip("/")
+    if not text.startswith(("http://", "https://")):
+        raise ValueError("must be an http(s) URL")
+    return text
+
+
 def _integrations(value: Any) -> tuple[Integration, ...]:
     if isinstance(value, str):
         try:
@@ -312,6 +336,9 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("event_retention", _int(100), "AGENT_RELAY_EVENT_RETENTION"),
     FieldSpec("log_level", _log_level, "AGENT_RELAY_LOG_LEVEL"),
     FieldSpec("log_file", _optional_path, "AGENT_RELAY_LOG_FILE"),
+    FieldSpec("telegram_bot_token", _optional_str, "AGENT_RELAY_TELEGRAM_BOT_TOKEN"),
+    FieldSpec("telegram_chat_ids", _chat_ids, "AGENT_RELAY_TELEGRAM_CHAT_IDS"),
+    FieldSpec("telegram_api_url", _http_url, "AGENT_RELAY_TELEGRAM_API_URL"),
 )
 FIELD_NAMES = frozenset(spec.name for spec in FIELDS)
 

@@ -179,17 +179,7 @@ def _redacted(url: str | None) -> str | None:
 async def list_channels(request: web.Request) -> web.Response:
     """Communication channels: bridges (Telegram first) and the message channels in use."""
     ctx = context_of(request)
-    bridges: dict[str, dict[str, Any]] = {
-        "telegram": {
-            "name": "telegram",
-            "kind": "bridge",
-            "configured": False,
-            "state": "not configured",
-        }
-    }
-    for provider in ctx.extras.get("channel_providers", []):
-        for entry in await provider():
-            bridges[entry["name"]] = {"kind": "bridge", **entry}
+    bridges = [{"kind": "bridge", **channel.state()} for channel in ctx.channels]
     used = [
         {
             "name": entry["name"],
@@ -202,4 +192,4 @@ async def list_channels(request: web.Request) -> web.Response:
         }
         for entry in await ctx.store.channel_usage()
     ]
-    return ok({"channels": [*bridges.values(), *used]})
+    return ok({"channels": [*bridges, *used]})

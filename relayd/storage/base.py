@@ -61,6 +61,16 @@ class SendResult:
 
 
 @dataclass(frozen=True)
+class ChannelLink:
+    """A chat message (`external_id` in `chat`) that stands for relay message `message_id`."""
+
+    chat: str
+    external_id: str
+    message_id: int
+    part: int = 0
+
+
+@dataclass(frozen=True)
 class MessageQuery:
     reader: str | None = None
     unread: bool = False
@@ -239,3 +249,35 @@ class Store(abc.ABC):
     async def callback_summary(self) -> dict[str, dict[str, Any]]: ...
 
     # ---- end tasks ----------------------------------------------------------------------------
+
+    # ---- channels (relayd/storage/sql_channels.py) -------------------------------------------
+    @abc.abstractmethod
+    async def channel_state(self, channel: str, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def set_channel_state(self, channel: str, key: str, value: str) -> None: ...
+
+    @abc.abstractmethod
+    async def channel_receive(
+        self,
+        channel: str,
+        draft: MessageDraft,
+        links: list[tuple[str, str]],
+        state: dict[str, str],
+    ) -> SendResult:
+        """Send `draft`, link it to the chat messages `links` ((chat, external id) pairs) and
+        set the channel's `state` keys, all in one transaction."""
+
+    @abc.abstractmethod
+    async def channel_link(self, channel: str, link: ChannelLink) -> None: ...
+
+    @abc.abstractmethod
+    async def channel_message_for(self, channel: str, chat: str, external_id: str) -> int | None:
+        """The relay message a chat message stands for, or None."""
+
+    @abc.abstractmethod
+    async def channel_links_of(
+        self, channel: str, message_id: int, chat: str
+    ) -> list[ChannelLink]: ...
+
+    # ---- end channels ---------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from relayd.errors import ApiError, unavailable
 from relayd.storage import (
     sql_agents,
     sql_callbacks,
+    sql_channels,
     sql_events,
     sql_idempotency,
     sql_messages,
@@ -41,6 +42,7 @@ from relayd.storage import (
 )
 from relayd.storage.base import (
     AgentFilter,
+    ChannelLink,
     EventSink,
     MessageDraft,
     MessageQuery,
@@ -477,6 +479,43 @@ class SQLiteStore(Store):
 
     # ---- end tasks ----------------------------------------------------------------------------
 
+    # ---- channels (sql_channels.py) ---------------------------------------------------------
+
+    async def channel_state(self, channel: str, key: str) -> str | None:
+        return await self._read(partial(sql_channels.get_state, channel=channel, key=key))
+
+    async def set_channel_state(self, channel: str, key: str, value: str) -> None:
+        await self._write(partial(sql_channels.set_state, channel=channel, key=key, value=value))
+
+    async def channel_receive(
+        self,
+        channel: str,
+        draft: MessageDraft,
+        links: list[tuple[str, str]],
+        state: dict[str, str],
+    ) -> SendResult:
+        result: SendResult = await self._write(
+            partial(sql_channels.receive, channel=channel, draft=draft, links=links, state=state)
+        )
+        return result
+
+    async def channel_link(self, channel: str, link: ChannelLink) -> None:
+        await self._write(partial(sql_channels.link, channel=channel, item=link))
+
+    async def channel_message_for(self, channel: str, chat: str, external_id: str) -> int | None:
+        return await self._read(
+            partial(sql_channels.find_message, channel=channel, chat=chat, external_id=external_id)
+        )
+
+    async def channel_links_of(
+        self, channel: str, message_id: int, chat: str
+    ) -> list[ChannelLink]:
+        return await self._read(
+            partial(sql_channels.links_of, channel=channel, message_id=message_id, chat=chat)
+        )
+
+    # ---- end channels -------------------------------------------------------------------------
+
 # ---------------------------------------------------------------------- thread-side helpers
 
 
@@ -570,6 +609,7 @@ def _prune_history(tx: Tx, messages_before_ms: int, keep: int) -> dict[str, int]
         "messages": sql_messages.prune(tx, messages_before_ms),
         "events": sql_events.prune(tx, keep),
         "idempotencyKeys": sql_idempotency.prune(tx),
+        "channelLinks": sql_channels.prune(tx, messages_before_ms),
     }
 
 

@@ -12,12 +12,12 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import psutil
 
+from relayctl import trust
 from relayctl.main import CliError, ExitCode
 from relayd import paths
 from relayd import settings as relay_settings
@@ -52,9 +52,11 @@ def _is_loopback_url(url: str) -> bool:
 
 def _local_settings(config: str | None) -> relay_settings.Settings:
     try:
-        return relay_settings.load(config=config)
+        settings = relay_settings.load(config=config)
     except relay_settings.SettingsError as exc:
         raise CliError(f"{exc}; or set AGENT_RELAY_URL") from None
+    trust.warn_if_token_exposed(settings.config_path)
+    return settings
 
 
 def find_relay(config: str | None = None, env: Mapping[str, str] | None = None) -> RelayAddress:
@@ -80,20 +82,23 @@ def find_relay(config: str | None = None, env: Mapping[str, str] | None = None) 
 
 def _local_url(local: relay_settings.Settings) -> str:
     """Where the local relayd says it listens (listen.json, if that relayd lives), else the
-    config's address; the record matters when relayd picked its port (PORT=0)."""
+    config's address; the record matters when relayd picked its port (PORT=0).
+
+    The token follows this address, so a record is used only from a file the user owns in a
+    directory the user owns (relayctl/trust.py), and never when it points the token at a
+    non-loopback address that the config did not name."""
     for path in paths.listen_file_candidates(local.socket_path):
-        record = _read_json_file(path)
-        if record and _alive(record.get("pid")) and isinstance(record.get("port"), int):
-            return _root_url(str(record.get("host") or local.host), record["port"])
+        record = trust.read_json(path)
+        if not (record and _alive(record.get("pid")) and isinstance(record.get("port"), int)):
+            continue
+        host = str(record.get("host") or local.host)
+        if (host not in WILDCARD_HOSTS and not relay_settings.is_loopback_host(host)
+                and host != local.host):
+            trust.warn_ignored(path, f"it names the non-loopback address {host}, which the "
+                               "config does not; the token is not sent there")
+            continue
+        return _root_url(host, record["port"])
     return _root_url(local.host, local.port)
-
-
-def _read_json_file(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _alive(pid: Any) -> bool:

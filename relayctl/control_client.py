@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from relayctl import trust
 from relayctl.main import CliError, ExitCode
+from relayctl.terminal import escape
 from relayd import __version__, paths
 from relayd import settings as settings_mod
 from relayd.settings import Settings, SettingsError
@@ -72,9 +74,11 @@ def load_settings(args: argparse.Namespace) -> Settings:
     if not explicit.exists():  # no config yet is fine here: defaults and environment
         env.pop("AGENT_RELAY_CONFIG", None)
     try:
-        return settings_mod.load(config=explicit if explicit.exists() else None, env=env)
+        settings = settings_mod.load(config=explicit if explicit.exists() else None, env=env)
     except SettingsError as exc:
         raise CliError(f"{exc}; fix the file or rerun `relayctl setup`") from None
+    trust.warn_if_token_exposed(settings.config_path)
+    return settings
 
 
 def resolve_socket(args: argparse.Namespace, settings: Settings | None = None) -> Path:
@@ -86,7 +90,7 @@ def resolve_socket(args: argparse.Namespace, settings: Settings | None = None) -
     if configured != paths.default_socket_path():
         return configured
     moved = paths.instance_socket_path(settings.db_path)  # see relayd.instance.InstanceGuard
-    if moved.exists():
+    if moved.exists() and trust.trusted(moved):
         return moved
     if configured.exists():
         return configured
@@ -134,7 +138,7 @@ def find_tcp_control(
 
 def _tcp_from_listen_file(path: Path) -> TcpControl | None:
     try:
-        control = json.loads(path.read_text(encoding="utf-8"))["control"]
+        control = (trust.read_json(path) or {})["control"]  # only a file the user owns
         if control["transport"] != "tcp":
             return None
         port, token = control["port"], control["token"]
@@ -147,11 +151,10 @@ def _tcp_from_listen_file(path: Path) -> TcpControl | None:
 
 def _socket_from_listen_file(path: Path) -> Path | None:
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        candidate = Path(record["socket"])
-    except (OSError, ValueError, KeyError, TypeError):
+        candidate = Path((trust.read_json(path) or {})["socket"])
+    except (ValueError, KeyError, TypeError):
         return None
-    return candidate if candidate.exists() else None
+    return candidate if candidate.exists() and trust.trusted(candidate) else None
 
 
 def timeout_from_env(default: float = DEFAULT_TIMEOUT) -> float:
@@ -183,6 +186,14 @@ class ControlClient:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self.tcp is None:
+            problem = trust.path_problem(self.socket_path)
+            if problem is not None:  # someone else's socket: never talk to it
+                trust.warn_ignored(self.socket_path, problem)
+                raise CliError(
+                    f"relayd is not running (no trusted control socket at {self.socket_path});"
+                    f" {START_HINT}",
+                    ExitCode.NOT_RUNNING,
+                )
             return UnixHTTPConnection(self.socket_path, self.timeout)
         return http.client.HTTPConnection(self.tcp.host, self.tcp.port, timeout=self.timeout)
 
@@ -337,7 +348,8 @@ def _warn_on_version_mismatch(daemon_version: str | None) -> None:
     if daemon_version and daemon_version != __version__ and not _warned:
         _warned = True
         print(
-            f"relayctl: warning: relayd is version {daemon_version}, relayctl is {__version__};"
+            f"relayctl: warning: relayd is version {escape(daemon_version)}, relayctl is "
+            f"{__version__};"
             " restart relayd after upgrading (relayctl daemon restart)",
             file=sys.stderr,
         )

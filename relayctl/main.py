@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from relayctl.terminal import escape
 from relayd import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -51,7 +52,7 @@ def emit(args: argparse.Namespace, data: Any, human: str) -> None:
     if getattr(args, "json", False):
         print(json.dumps(data, indent=2, sort_keys=True, default=str))
     elif human:
-        print(human)
+        print(escape(human))
 
 
 def confirm(args: argparse.Namespace, what: str) -> None:
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except CliError as exc:
-        print(f"relayctl: {exc.message}", file=sys.stderr)
+        print(f"relayctl: {escape(exc.message)}", file=sys.stderr)  # may quote the server
         return exc.code
     except KeyboardInterrupt:
         return ExitCode.FAILURE

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 from aiohttp import web
 
-from relayd import __version__, configfile, logring, paths
+from relayd import __version__, configfile, logring, paths, private_files
 from relayd.api.stats import collect_stats
 from relayd.errors import ApiError, conflict, error_middleware, forbidden, invalid, unavailable
 from relayd.instance import (
@@ -66,8 +66,10 @@ def prepare_socket_dir(directory: Path) -> None:
             " choose another socket path with --socket"
         )
     if sys.platform != "win32" and info.st_mode & 0o077:  # Windows: ACLs, not mode bits
-        log.warning("control socket directory %s is accessible to others; the socket itself"
-                    " is 0600", directory)
+        # Ours but open to others (relayctl would ignore what we write there): make it 0700.
+        os.chmod(directory, 0o700)
+        log.warning("control socket directory %s was accessible to others; made it 0700",
+                    directory)
 
 
 # ------------------------------------------------------------------------ request guard
@@ -270,7 +272,7 @@ class ControlServer:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         # created 0600, never briefly readable: on the TCP transport it holds the token
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | private_files.NOFOLLOW, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(record, indent=2) + "\n")
         os.replace(tmp, self.listen_file)
@@ -335,16 +337,28 @@ class ControlServer:
         return web.json_response({"pruned": results})
 
     async def backup(self, request: web.Request) -> web.Response:
+        """Online backup into a new file: written to a temp file opened O_CREAT|O_EXCL|
+        O_NOFOLLOW (0600) next to the target, fsynced, then linked into place only if nothing
+        is there (relayd/private_files.py): never through a symlink, never over a file."""
         destination = self._backup_destination(await _json_object(request))
-        partial = destination.with_name(f".{destination.name}.partial")
+        try:
+            partial, fd = private_files.exclusive_temp(destination.parent, destination.name)
+        except OSError as exc:
+            raise invalid(f"cannot write backup to {destination}: {exc.strerror}") from None
         try:
             await self.relay.ctx.store.backup(partial)
-            os.replace(partial, destination)
+            private_files.publish_exclusive(partial, fd, destination)
+        except private_files.TargetExists:
+            raise _backup_target_taken(destination) from None
         except OSError as exc:
+            raise invalid(f"cannot write backup to {destination}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
             with contextlib.suppress(OSError):
                 partial.unlink()
-            raise invalid(f"cannot write backup to {destination}: {exc.strerror}") from None
-        size = destination.stat().st_size
+            with contextlib.suppress(OSError):
+                Path(f"{partial}-journal").unlink()
+        size = os.lstat(destination).st_size
         log.info("backup written to %s (%d bytes)", destination, size)
         return web.json_response({"path": str(destination), "sizeBytes": size})
 
@@ -355,6 +369,8 @@ class ControlServer:
         destination = Path(raw)
         if not destination.is_absolute():
             raise invalid(f"path must be absolute (relayd's working directory is not yours): {raw}")
+        if destination.is_symlink():
+            raise _backup_target_taken(destination)
         if destination.is_dir():
             raise invalid(f"path is a directory; give a file name: {raw}")
         if not destination.parent.is_dir():
@@ -364,6 +380,8 @@ class ControlServer:
         database = self.relay.settings.db_path
         if destination.resolve() in {database.resolve(), Path(f"{database}-wal").resolve()}:
             raise invalid("path is the live database itself; choose another file")
+        if os.path.lexists(destination):
+            raise _backup_target_taken(destination)
         return destination
 
     async def shutdown(self, request: web.Request) -> web.StreamResponse:
@@ -406,6 +424,15 @@ class ControlServer:
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
+
+
+def _backup_target_taken(destination: Path) -> ApiError:
+    what = "a symbolic link" if destination.is_symlink() else "already there"
+    return conflict(
+        "invalid_state",
+        f"backup refused: {destination} is {what}, and relayd never writes through a link or "
+        "over a file it did not create; choose a new file name",
+    )
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from relayd import paths
+from relayd import paths, private_files
 from relayd.lifecycle import StartupError
 from relayd.settings import Settings
 
@@ -71,8 +71,8 @@ class InstanceGuard:
         if fcntl is None:
             return
         try:
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            private_files.make_private_dir(self.lock_path.parent)  # the data directory, 0700
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | private_files.NOFOLLOW, 0o600)
         except OSError as exc:
             raise StartupError(
                 f"cannot use the data directory {self.lock_path.parent}: {exc.strerror}"

@@ -8,12 +8,14 @@ import enum
 import gc
 import logging
 import logging.handlers
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from relayd import __version__, logring
+from relayd import __version__, logring, private_files
 from relayd import settings as settings_mod
 from relayd.lifecycle import Relay, StartupError
 from relayd.settings import Settings, SettingsError
@@ -73,14 +75,25 @@ def setup_logging(level: str, log_file: Path | None = None) -> None:
     logring.install()
     if log_file is not None:
         try:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            handler = logging.handlers.RotatingFileHandler(
+            private_files.make_private_dir(log_file.parent)
+            private_files.tighten(log_file)
+            handler = PrivateRotatingFileHandler(
                 log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
             )
         except OSError as exc:
             raise StartupError(f"cannot write the log file {log_file}: {exc.strerror}") from None
         handler.setFormatter(logging.Formatter(logring.FORMAT))
         logging.getLogger().addHandler(handler)
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """The log file and its rotated copies are created 0600 (logs name agents and paths)."""
+
+    def _open(self) -> Any:
+        return open(
+            self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors,
+            opener=private_files.private_opener,
+        )
 
 
 async def serve(relay: Relay, reload: argparse.Namespace | None = None) -> None:
@@ -123,6 +136,8 @@ def _reload(relay: Relay) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if hasattr(os, "umask"):
+        os.umask(0o077)  # whatever relayd creates (database, logs, backups) is private
     try:
         settings = load_settings(args)
     except SettingsError as exc:
@@ -130,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.CONFIG
     try:
         setup_logging(settings.log_level, settings.log_file)
+        exposed = settings_mod.exposed_token_warning(settings.config_path)
+        if exposed:
+            log.warning("%s", exposed)
         relay = Relay(settings)
         asyncio.run(serve(relay, args))
     except StartupError as exc:

@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import json
 import os
+import stat
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
@@ -406,6 +407,26 @@ def _parse(name: str, raw: Any, source: str) -> Any:
         return spec.parse(raw)
     except ValueError as exc:
         raise SettingsError(f"invalid {name} ({source}): {exc}") from None
+
+
+def exposed_token_warning(path: Path | None) -> str | None:
+    """One line when the config file holds a token and group or others may read it."""
+    if path is None or sys.platform == "win32":  # Windows: ACLs, not mode bits
+        return None
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+    if not mode & 0o044:
+        return None
+    try:
+        data = read_toml(path, required=False)
+    except SettingsError:
+        return None
+    if not data.get("token") and not data.get("integrations"):
+        return None
+    return (f"config file {path} holds a token and is readable by group or others (mode "
+            f"{mode:o}); make it private: chmod 600 {path}")
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

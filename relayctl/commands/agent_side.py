@@ -12,6 +12,7 @@ from typing import Any
 from relayctl.api_client import ApiClient, find_relay
 from relayctl.main import CliError, ExitCode
 from relayctl.provider_env import ProviderEnvError, default_agent_id
+from relayctl.terminal import one_line
 
 BODY_PREVIEW = 100
 
@@ -82,14 +83,14 @@ def message_line(message: dict[str, Any]) -> str:
     if message.get("replyTo"):
         marks.append(f"re #{message['replyTo']}")
     flags = f" [{', '.join(marks)}]" if marks else ""
-    subject = f"{message['subject']}: " if message.get("subject") else ""
+    subject = f"{one_line(message['subject'])}: " if message.get("subject") else ""
     return (f"#{message['id']} {when(message.get('createdAt'))} "
             f"{message.get('from')} → {message.get('to')}{flags}  "
             f"{subject}{preview(message.get('body'))}")
 
 
 def agent_line(agent: dict[str, Any]) -> str:
-    label = f' "{agent["label"]}"' if agent.get("label") else ""
+    label = f' "{one_line(agent["label"])}"' if agent.get("label") else ""
     where = "/".join(str(agent[k]) for k in ("machine", "project") if agent.get(k))
     details = [
         where,

@@ -23,6 +23,7 @@ from relayctl.service.base import (
     detect,
     execute,
 )
+from relayctl.terminal import escape
 
 ACTION_HELP = {
     "start": "start the service now",
@@ -112,7 +113,7 @@ def show_and_apply(args: argparse.Namespace, plan: Plan, what: str, ask: bool) -
         emit(args, plan.to_json(), "")
         return False
     if not args.json and (ask or args.dry_run):
-        print(plan.render(with_contents=args.dry_run), flush=True)
+        print(escape(plan.render(with_contents=args.dry_run)), flush=True)
     if args.dry_run:
         return False
     if ask:

@@ -10,6 +10,7 @@ from typing import Any
 from relayctl.control_client import ControlClient, load_settings
 from relayctl.main import CliError, ExitCode, emit
 from relayctl.service.base import follow_file, tail_lines
+from relayctl.terminal import escape
 from relayd import paths
 
 
@@ -43,19 +44,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_stream(client: ControlClient, n: int) -> None:
     for line in client.stream_lines(f"/v1/logs?n={n}&follow=1"):
-        print(line, flush=True)
+        print(escape(line, keep_newlines=False), flush=True)
 
 
 def _from_file(args: argparse.Namespace, why: str) -> int:
     log_file = _log_file(args)
     if log_file is None:
         raise CliError(f"{why}. Its earlier logs are {_where_logs_are()}", ExitCode.NOT_RUNNING)
-    print(f"relayctl: relayd is not running; showing {log_file}", file=sys.stderr)
+    print(escape(f"relayctl: relayd is not running; showing {log_file}"), file=sys.stderr)
     lines = tail_lines(log_file, args.lines)
     emit(args, {"lines": lines, "source": str(log_file)}, "\n".join(lines))
     if args.follow:
         for line in follow_file(log_file):
-            print(line, flush=True)
+            print(escape(line, keep_newlines=False), flush=True)
     return ExitCode.OK
 
 

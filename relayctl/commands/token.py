@@ -7,6 +7,7 @@ import os
 import secrets
 from typing import Any
 
+from relayctl import trust
 from relayctl.control_client import ControlClient
 from relayctl.main import CliError, ExitCode, emit
 from relayd import configfile
@@ -68,6 +69,8 @@ def _rotate_in_file(args: argparse.Namespace) -> str:
 
 def _read(path: Any) -> dict[str, Any]:
     try:
-        return configfile.read(path)
+        data = configfile.read(path)
     except SettingsError as exc:
         raise CliError(f"{exc}; fix it or rerun `relayctl setup`") from None
+    trust.warn_if_token_exposed(path)
+    return data

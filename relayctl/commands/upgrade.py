@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from relayctl.main import CliError, ExitCode, confirm, emit
+from relayctl.terminal import escape
 from relayd import __version__
 
 DISTRIBUTION = "agent-relay"
@@ -265,7 +266,8 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     if method.command is None:
         raise CliError(method.reason)
     if not args.json or not args.dry_run:
-        print(plan_text(method, args), file=sys.stderr if args.json else sys.stdout, flush=True)
+        print(escape(plan_text(method, args)), file=sys.stderr if args.json else sys.stdout,
+              flush=True)
     if args.dry_run:
         emit(args, {"method": method.kind, "command": list(method.command),
                     "from": __version__}, "")

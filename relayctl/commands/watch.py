@@ -19,6 +19,7 @@ from relayctl.commands.agent_side import (
 )
 from relayctl.event_stream import SseEvent, stream_events
 from relayctl.main import ExitCode
+from relayctl.terminal import escape
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -52,7 +53,8 @@ def _watch(args: argparse.Namespace) -> int:
 
     def say_connected(reconnected: bool) -> None:
         verb = "reconnected" if reconnected else "watching events"
-        print(f"relayctl: {verb} for {whose} at {client.url}", file=sys.stderr, flush=True)
+        print(escape(f"relayctl: {verb} for {whose} at {client.url}"), file=sys.stderr,
+              flush=True)
 
     events = stream_events(client, query, last_event_id=args.since_id, deadline=deadline,
                            on_reconnect=_say_reconnecting, on_connect=say_connected)
@@ -60,7 +62,7 @@ def _watch(args: argparse.Namespace) -> int:
         for event in events:
             if not _wanted(event, args.types):
                 continue
-            print(_render(event, args.json), flush=True)
+            print(_render(event, args.json), flush=True)  # human lines escaped in _render
             printed += 1
             if args.count is not None and printed >= args.count:
                 break
@@ -73,7 +75,8 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def _say_reconnecting(attempt: int, reason: str) -> None:
-    print(f"relayctl: {reason}; reconnecting (attempt {attempt})", file=sys.stderr, flush=True)
+    print(escape(f"relayctl: {reason}; reconnecting (attempt {attempt})"), file=sys.stderr,
+          flush=True)
 
 
 def _wanted(event: SseEvent, types: list[str] | None) -> bool:
@@ -86,7 +89,7 @@ def _render(event: SseEvent, as_json: bool) -> str:
     if as_json:
         return json.dumps({"id": event.id, "event": event.type, "data": event.data},
                           separators=(",", ":"), sort_keys=True)
-    return f"[{event.id}] {event.type}: {_describe(event)}"
+    return escape(f"[{event.id}] {event.type}: {_describe(event)}", keep_newlines=False)
 
 
 def _describe(event: SseEvent) -> str:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from relayd import private_files
 from relayd.domain.models import Agent, Event, Message, Pair
 from relayd.domain.tasks import (
     Delivery,
@@ -49,6 +50,7 @@ from relayd.storage.base import (
     SendResult,
     Store,
 )
+from relayd.storage.sqlite_guard import DatabaseFileGuard
 from relayd.storage.sqlite_tx import Tx
 
 log = logging.getLogger("relayd.storage")
@@ -94,6 +96,8 @@ class SQLiteStore(Store):
         self._closing = False
         self.commits = 0
         self.committed_writes = 0
+        self.guard = DatabaseFileGuard(self.path)
+        self._storage_problem: str | None = None
 
     @property
     def location(self) -> str:
@@ -103,11 +107,12 @@ class SQLiteStore(Store):
 
     async def open(self, sink: EventSink) -> None:
         self._sink = sink
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_files.prepare_database(self.path)  # 0700 directory, 0600 files
         self._writer = await self._connect()
         await self._writer._execute(self._migrate_sync, self._writer._conn)
         self._reader = await self._connect()
         await self._reader.execute("PRAGMA query_only = ON")
+        self.guard.arm()
         self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
 
     async def _connect(self) -> aiosqlite.Connection:
@@ -136,7 +141,7 @@ class SQLiteStore(Store):
         self._reader = self._writer = None
 
     async def healthy(self) -> bool:
-        if not self.path.exists():  # deleted under us: writes would now go nowhere durable
+        if self._note_problem(self.guard.problem() or self.guard.problem(after_commit=True)):
             return False
         try:
             await self._read(lambda tx: tx.scalar("SELECT 1"))
@@ -197,8 +202,30 @@ class SQLiteStore(Store):
             if stop:
                 return
 
+    def _note_problem(self, problem: str | None) -> str | None:
+        """Log once when storage stops (and starts again) being durable; answer the problem."""
+        if problem != self._storage_problem:
+            if problem is not None:
+                log.error("refusing writes: %s", problem)
+            else:
+                log.warning("the database file is usable again; accepting writes")
+            self._storage_problem = problem
+        return problem
+
+    def _refuse(self, batch: list[_Write], problem: str) -> None:
+        for write in batch:
+            if not write.future.done():
+                write.future.set_exception(unavailable(f"storage is not durable: {problem}"))
+
     async def _commit_batch(self, batch: list[_Write]) -> None:
         assert self._writer is not None
+        # Storage honesty: never acknowledge a write into a file that is gone, replaced or
+        # read-only (it would not survive a restart). Checked before the commit, and after
+        # it for a file deleted or replaced while the commit ran.
+        problem = self._note_problem(self.guard.problem())
+        if problem is not None:
+            self._refuse(batch, problem)
+            return
         try:
             outcomes = await self._writer._execute(
                 _run_batch, self._writer._conn, [w.op for w in batch]
@@ -208,6 +235,10 @@ class SQLiteStore(Store):
             for write in batch:
                 if not write.future.done():
                     write.future.set_exception(unavailable(f"storage is not writable: {exc}"))
+            return
+        problem = self._note_problem(self.guard.problem(after_commit=True))
+        if problem is not None:
+            self._refuse(batch, problem)
             return
         self.commits += 1
         self.committed_writes += len(batch)

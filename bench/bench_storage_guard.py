@@ -1,0 +1,122 @@
+"""What storage honesty costs on POST /api/messages (issue 7): relayd as shipped against the
+same relayd with the database-file check switched off, measured in the same run, alternating.
+
+Prints figures; asserts nothing. Loopback only; stops by itself.
+
+    python bench/bench_storage_guard.py [--seconds 4] [--rounds 5]
+
+1. Throughput of durable sends, 64 concurrent senders (bench_core's load generator), guarded
+   vs unguarded relayd (the unguarded one patches DatabaseFileGuard.problem in its own process).
+2. The check itself: microseconds per DatabaseFileGuard.problem() call, and the relay's commits
+   per second (the check runs twice per group commit, not per request), so its share of the
+   time is also computed directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import bench_core
+
+from relayd.storage.sqlite_guard import DatabaseFileGuard
+
+UNGUARDED = (
+    "import sys\n"
+    "from relayd.storage import sqlite_guard\n"
+    "sqlite_guard.DatabaseFileGuard.problem = lambda self, after_commit=False: None\n"
+    "from relayd.main import main\n"
+    "sys.exit(main())\n"
+)
+GUARDED = "import sys\nfrom relayd.main import main\nsys.exit(main())\n"
+
+
+class RelayServer(bench_core.Server):
+    """bench_core's relayd, optionally with the database-file check patched out."""
+
+    def __init__(self, kind: str, tmp: Path) -> None:
+        folder = tmp / kind
+        folder.mkdir()
+        self.kind = "relayd"
+        self.port = bench_core.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        (folder / "empty.toml").write_text("")
+        env = {**os.environ, "PORT": str(self.port), "DB_PATH": str(folder / "relay.db"),
+               "AGENT_RELAY_SOCKET": str(folder / "relayd.sock"),
+               "AGENT_RELAY_CONFIG": str(folder / "empty.toml"),
+               "AGENT_RELAY_LOG_LEVEL": "warning"}
+        cmd = [sys.executable, "-c", UNGUARDED if kind == "unguarded" else GUARDED]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+
+def check_cost(tmp: Path, calls: int = 200_000) -> float:
+    db = tmp / "guard.db"
+    db.write_bytes(b"")
+    Path(f"{db}-wal").write_bytes(b"")
+    guard = DatabaseFileGuard(db)
+    guard.arm()
+    start = time.perf_counter()
+    for _ in range(calls):
+        guard.problem()
+        guard.problem(after_commit=True)
+    return (time.perf_counter() - start) / calls * 1e6  # µs per commit (both checks)
+
+
+async def prepare(server: RelayServer) -> None:
+    await server.wait_ready()
+    async with aiohttp.ClientSession() as session:
+        await session.post(f"{server.url}/api/agents", json={"id": "sink"})
+
+
+async def run(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="relay-guard-bench-"))
+    guarded = RelayServer("guarded", tmp)
+    unguarded = RelayServer("unguarded", tmp)
+    try:
+        await prepare(guarded)
+        await prepare(unguarded)
+        print(f"# {bench_core.CONCURRENCY} concurrent senders; {args.seconds}s per phase; "
+              f"{args.rounds} rounds alternating; cpus={os.cpu_count()}")
+        with_rates, without_rates = [], []
+        for index in range(args.rounds):
+            pair = [(unguarded, without_rates), (guarded, with_rates)]
+            for server, rates in pair if index % 2 == 0 else reversed(pair):
+                rates.append(bench_core.throughput(server.url, args.seconds, tmp)[0])
+        base = statistics.median(without_rates)
+        guard = statistics.median(with_rates)
+        print(f"POST /api/messages (median of {args.rounds})  without check={base:,.0f}/s  "
+              f"with check={guard:,.0f}/s  change={100 * (guard - base) / base:+.1f}%  "
+              f"[target > -3%]  rounds without={[round(r) for r in without_rates]} "
+              f"with={[round(r) for r in with_rates]}")
+        per_commit = check_cost(tmp)
+        worst = guard * per_commit / 1e6  # one commit per send is the worst case
+        print(f"the check: {per_commit:.2f} µs per group commit (three stat calls); at one "
+              f"commit per send and {guard:,.0f} sends/s that is at most {100 * worst:.2f}% of "
+              f"one core")
+    finally:
+        guarded.stop()
+        unguarded.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

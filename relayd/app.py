@@ -9,6 +9,7 @@ from aiohttp import web
 
 from relayd.api import agents, events, integrations, messages, openapi, pairs, stats, tasks
 from relayd.auth import authorize
+from relayd.browser_guard import check_host, check_json_body, check_origin
 from relayd.context import CONTEXT, Context, context_of
 from relayd.errors import Handler, error_response, forbidden
 
@@ -76,15 +77,29 @@ def cors_preflight(request: web.Request) -> web.Response | None:
     return None
 
 
+def _local_address(request: web.Request) -> str | None:
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    return str(sockname[0]) if isinstance(sockname, tuple) and sockname else None
+
+
 @web.middleware
 async def relay_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Errors as JSON, CORS preflight and auth in one layer: aiohttp wraps every middleware
-    layer per request, and this is the hottest path of the daemon."""
+    """Errors as JSON, the browser checks (Host, Origin, JSON bodies), CORS preflight and
+    auth in one layer: aiohttp wraps every middleware layer per request, and this is the
+    hottest path of the daemon. It runs for every route, unknown paths included."""
     try:
+        headers = request.headers
+        policy = context_of(request).browser_policy
+        host = headers.get("Host")
+        check_host(policy, host, lambda: _local_address(request))
+        check_origin(policy, headers.get("Origin"), headers.get("Sec-Fetch-Site"), host)
         preflight = cors_preflight(request)
         if preflight is not None:
             return preflight
         authorize(request)
+        if request.match_info.http_exception is None:  # unknown routes stay 404/405
+            check_json_body(request.method, headers.get("Content-Type"), request.body_exists)
         return await handler(request)
     except Exception as exc:
         return error_response(request, exc)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from relayd.browser_guard import BrowserPolicy, policy_for
 from relayd.bus import EventBus
 from relayd.settings import Settings
 from relayd.storage.sqlite import SQLiteStore
@@ -27,6 +28,15 @@ class Context:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     extras: dict[str, Any] = field(default_factory=dict)  # services added by later layers
     channels: list[Channel] = field(default_factory=list)  # bridges, started by the Relay
+    # the browser rules of `settings`, rebuilt when a reload replaces them
+    browser: tuple[Settings, BrowserPolicy] | None = None
+
+    @property
+    def browser_policy(self) -> BrowserPolicy:
+        cached = self.browser
+        if cached is None or cached[0] is not self.settings:
+            cached = self.browser = (self.settings, policy_for(self.settings))
+        return cached[1]
 
     @property
     def uptime_seconds(self) -> float:

@@ -25,8 +25,10 @@ class ApiError(Exception):
         *,
         extra: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(message)
+        self.close = close  # end the connection after answering
         self.status = status
         self.code = code
         self.message = message
@@ -35,7 +37,10 @@ class ApiError(Exception):
 
     def response(self) -> web.Response:
         payload = {"error": self.message, "code": self.code, **self.extra}
-        return json_error(self.status, payload, self.headers)
+        response = json_error(self.status, payload, self.headers)
+        if self.close:
+            response.force_close()
+        return response
 
 
 def invalid(message: str) -> ApiError:
@@ -76,6 +81,7 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
+    415: "unsupported_media_type",
     429: "rate_limited",
 }
 

@@ -23,6 +23,7 @@ from relayd.app import Route, create_app
 from relayd.bus import LocalBus
 from relayd.channels import build_channels
 from relayd.context import Context
+from relayd.http_server import GuardedAppRunner
 from relayd.notify import Notifier
 from relayd.reaper import Reaper
 from relayd.settings import Settings
@@ -142,7 +143,7 @@ class Relay:
         app = create_app(self.ctx, self.extra_routes)
         # Generous request-line/header limits: aiohttp's own 8 KiB refusal is plain text, so a
         # long query string should reach our validators and get the JSON 400 instead.
-        self.runner = web.AppRunner(
+        self.runner = GuardedAppRunner(
             app,
             access_log=None,
             handle_signals=False,

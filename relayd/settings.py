@@ -78,6 +78,7 @@ class Settings:
     token: str | None = None
     allow_unauth: bool = False
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     integrations: tuple[Integration, ...] = ()
     integration_rate_limit_per_minute: int = 120
     stale_ttl_ms: int = 90_000
@@ -204,6 +205,16 @@ def _origins(value: Any) -> tuple[str, ...]:
     return tuple(item.strip().rstrip("/") for item in items if item.strip())
 
 
+def _hosts(value: Any) -> tuple[str, ...]:
+    """Host names a browser may use for a token-less relay, `name` or `name:port`."""
+    items = [_str(v) for v in value] if isinstance(value, list) else _str(value).split(",")
+    hosts = tuple(item.strip().lower() for item in items if item.strip())
+    for host in hosts:
+        if any(c.isspace() or c in "/@?#" for c in host):
+            raise ValueError(f"'{host}' is not a host name (name or name:port)")
+    return hosts
+
+
 def _log_level(value: Any) -> str:
     text = _str(value).lower()
     if text not in ("debug", "info", "warning", "error"):
@@ -316,6 +327,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("token", _optional_str, "AGENT_RELAY_TOKEN"),
     FieldSpec("allow_unauth", _bool, "AGENT_RELAY_ALLOW_UNAUTH"),
     FieldSpec("cors_origins", _origins, "AGENT_RELAY_CORS_ORIGINS"),
+    FieldSpec("allowed_hosts", _hosts, "AGENT_RELAY_ALLOWED_HOSTS"),
     FieldSpec("integrations", _integrations, "AGENT_RELAY_INTEGRATIONS"),
     FieldSpec(
         "integration_rate_limit_per_minute",

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from relayd.domain.targets import AGENT_ID_RE
 from relayd.errors import ApiError, Handler, invalid
@@ -37,8 +38,24 @@ def no_content() -> web.Response:
     return web.Response(status=204)
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The request body; one that cannot be decoded (a broken gzip or deflate stream under
+    `Content-Encoding`) is a 400 that closes the connection, since the stream is unusable."""
+    try:
+        return await request.read()
+    except RequestPayloadError:
+        request.content.feed_eof()  # nothing more to read: aiohttp must not linger on it
+        encoding = request.headers.get("Content-Encoding", "")
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"the request body cannot be decoded (Content-Encoding: {encoding[:32]})",
+            close=True,
+        ) from None
+
+
 async def read_json(request: web.Request) -> Body:
-    return _parse_object(await request.read())
+    return _parse_object(await read_body(request))
 
 
 def _reject_constant(name: str) -> Any:
@@ -69,7 +86,7 @@ def _parse_object(raw: bytes) -> Body:
 async def read_optional_json(request: web.Request) -> Body:
     if not request.can_read_body:
         return Body({})
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw.strip():
         return Body({})
     return _parse_object(raw)

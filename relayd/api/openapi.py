@@ -91,6 +91,8 @@ def _resolve(param: dict[str, Any]) -> dict[str, Any]:
 def operation_for(method: str, path: str, handler: Any) -> dict[str, Any]:
     operation = described_operation(method, path) or undescribed_operation(method, path)
     rename_path_parameters(operation, path)
+    if method in ("post", "patch") and "requestBody" in operation:
+        operation.setdefault("responses", {}).update(schema.errors(415))
     scope = getattr(handler, "scope", None)
     if scope is not None:
         operation["x-scope"] = [scope] if isinstance(scope, str) else list(scope)

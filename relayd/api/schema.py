@@ -33,6 +33,8 @@ ERROR_CODES = [
     "ambiguous_target",
     "invalid_state",
     "payload_too_large",
+    "unsupported_media_type",
+    "idempotency_mismatch",
     "rate_limited",
     "unavailable",
 ]
@@ -525,6 +527,12 @@ RESPONSES: dict[str, Schema] = {
         " or invalid_state"
     ),
     "PayloadTooLarge": error_response("payload_too_large: the body is over the limit (1 MiB)"),
+    "UnsupportedMediaType": error_response(
+        "unsupported_media_type: a non-empty body without Content-Type: application/json"
+    ),
+    "IdempotencyMismatch": error_response(
+        "idempotency_mismatch: this Idempotency-Key was used with a different body"
+    ),
     "RateLimited": error_response(
         "rate_limited: over the integration's per-minute limit",
         {"Retry-After": {"schema": {"type": "string"}}},
@@ -540,6 +548,8 @@ def errors(*statuses: int) -> dict[str, Any]:
         404: "NotFound",
         409: "Conflict",
         413: "PayloadTooLarge",
+        415: "UnsupportedMediaType",
+        422: "IdempotencyMismatch",
         429: "RateLimited",
     }
     return {str(s): {"$ref": f"#/components/responses/{names[s]}"} for s in statuses}

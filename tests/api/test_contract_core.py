@@ -91,7 +91,9 @@ async def test_errors_have_stable_codes(http: aiohttp.ClientSession) -> None:
     assert_error(*await call(http, "GET", "/api/nope"), 404, "not_found")
     assert_error(*await call(http, "PUT", "/api/agents"), 405, "method_not_allowed")
     for raw in (b"not json", b"[1]", b"42"):
-        assert_error(*await call(http, "POST", "/api/agents", data=raw), 400, "invalid_json")
+        assert_error(*await call(http, "POST", "/api/agents", data=raw,
+                                 headers={"Content-Type": "application/json"}), 400,
+                     "invalid_json")
     status, body = await call(http, "POST", "/api/agents", {"label": "no id"})
     assert_error(status, body, 400, "invalid_request")
     assert "id" in body["error"]

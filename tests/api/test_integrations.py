@@ -256,7 +256,8 @@ async def test_malformed_events_are_400(
 
 async def test_not_json_is_400(http: aiohttp.ClientSession) -> None:
     for raw in (b"{nope", b"[1, 2]", b"\xff"):
-        resp = await http.post("/api/integrations/events", data=raw, headers=MON)
+        resp = await http.post("/api/integrations/events", data=raw,
+                               headers={**MON, "Content-Type": "application/json"})
         assert resp.status == 400 and (await resp.json())["code"] == "invalid_json"
 
 

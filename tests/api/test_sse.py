@@ -252,7 +252,7 @@ async def _raw_stream(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWri
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
     reader, writer = await asyncio.open_connection(sock=sock, limit=65536)
-    writer.write(b"GET /api/events HTTP/1.0\r\nHost: relay\r\n\r\n")
+    writer.write(b"GET /api/events HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
     await writer.drain()
     status = await reader.readline()
     assert b" 200 " in status

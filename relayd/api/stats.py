@@ -52,7 +52,8 @@ async def health(request: web.Request) -> web.Response:
             {
                 "status": "unavailable",
                 "version": __version__,
-                "error": "storage is not usable",
+                "error": f"storage is not usable: {ctx.store.unhealthy_reason}"
+                if ctx.store.unhealthy_reason else "storage is not usable",
                 "code": "unavailable",
             },
         )

@@ -94,6 +94,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def healthy(self) -> bool: ...
 
+    @property
+    def unhealthy_reason(self) -> str | None:
+        """Why the last health check or write found storage unusable (None: no known reason)."""
+        return None
+
     # agents
     @abc.abstractmethod
     async def register_agent(self, fields: dict[str, Any]) -> tuple[Agent, bool]: ...

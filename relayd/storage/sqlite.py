@@ -202,6 +202,10 @@ class SQLiteStore(Store):
             if stop:
                 return
 
+    @property
+    def unhealthy_reason(self) -> str | None:
+        return self._storage_problem
+
     def _note_problem(self, problem: str | None) -> str | None:
         """Log once when storage stops (and starts again) being durable; answer the problem."""
         if problem != self._storage_problem:

@@ -141,6 +141,7 @@ def _assert_refusing(proc: RelaydProcess, words: str) -> None:
     assert words in answer["error"]
     status, health = call(f"{proc.api}/health")
     assert status == 503 and health["code"] == "unavailable"
+    assert words in health["error"]
 
 
 def _message_ids(db: Path) -> set[int]:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from relayctl import trust
 from relayctl.main import CliError, ExitCode, emit
 from relayd import configfile, paths
 from relayd import settings as settings_mod
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     changed = wanted != current
     public = {k: v for k, v in wanted.items() if k != "token"}
     if not changed:
+        trust.warn_if_token_exposed(path)  # a rewrite would have made it 0600
         emit(args, _report(path, public, False, generated), f"{path} is already set up "
              f"({_describe(public)}); nothing changed\n{NEXT_STEP}")
         return ExitCode.OK

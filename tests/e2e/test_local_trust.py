@@ -7,10 +7,12 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import stat
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -85,9 +87,11 @@ def other_user() -> Iterator[int]:
     """A throwaway local user (root only), removed afterwards."""
     if os.geteuid() != 0:
         pytest.skip("needs root to create another local user with useradd (not running as root)")
+    if shutil.which("useradd") is None:
+        pytest.skip("useradd is not installed (apt-get install passwd)")
     name = f"relaytest{secrets.token_hex(4)}"
-    created = subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
-                              "/usr/sbin/nologin", name], capture_output=True, text=True)
+    created = _retry(["useradd", "--system", "--no-create-home", "--shell",
+                      "/usr/sbin/nologin", name])
     if created.returncode != 0:
         pytest.skip(f"useradd could not create a test user: {created.stderr.strip()}")
     import pwd
@@ -95,7 +99,17 @@ def other_user() -> Iterator[int]:
     try:
         yield pwd.getpwnam(name).pw_uid
     finally:
-        subprocess.run(["userdel", name], capture_output=True)
+        _retry(["userdel", name])
+
+
+def _retry(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """useradd/userdel fail while another process holds /etc/passwd's lock: try again."""
+    for _ in range(20):
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if result.returncode == 0 or "lock" not in result.stderr.lower():
+            return result
+        time.sleep(0.25)
+    return result
 
 
 def _config(tmp_path: Path) -> int:

@@ -65,11 +65,23 @@ def prepare_socket_dir(directory: Path) -> None:
             f"control socket directory {directory} belongs to another user (uid {info.st_uid});"
             " choose another socket path with --socket"
         )
-    if sys.platform != "win32" and info.st_mode & 0o077:  # Windows: ACLs, not mode bits
+    if sys.platform == "win32" or not info.st_mode & 0o077:  # Windows: ACLs, not mode bits
+        return
+    if _managed_runtime_dir(directory):
         # Ours but open to others (relayctl would ignore what we write there): make it 0700.
         os.chmod(directory, 0o700)
         log.warning("control socket directory %s was accessible to others; made it 0700",
                     directory)
+    else:  # a directory the user chose (--socket): theirs to change
+        log.warning("control socket directory %s is accessible to others; the socket itself"
+                    " is 0600%s", directory, ", but relayctl ignores a listen.json in a"
+                    " directory others can write" if info.st_mode & 0o022 else "")
+
+
+def _managed_runtime_dir(directory: Path) -> bool:
+    """The per-user runtime dir relayd uses by default (or a per-database one inside it)."""
+    runtime = paths.runtime_dir()
+    return runtime in (directory, directory.parent)
 
 
 # ------------------------------------------------------------------------ request guard

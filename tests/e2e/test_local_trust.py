@@ -224,11 +224,11 @@ def test_relayd_and_relayctl_warn_about_a_readable_token_file(
     proc.stop()
 
 
-def test_runtime_fallback_dir_is_created_private(relayd_process: Start, tmp_path: Path) -> None:
-    run = tmp_path / "run"
+def test_runtime_dir_is_made_private(relayd_process: Start, tmp_path: Path) -> None:
+    run = tmp_path / "agent-relay"  # the per-user runtime dir ($XDG_RUNTIME_DIR is tmp_path)
     run.mkdir(mode=0o755)
     os.chmod(run, 0o755)  # ours, but open to others: relayd makes it 0700
-    proc = relayd_process()
+    proc = relayd_process(env={"AGENT_RELAY_SOCKET": str(run / "relayd.sock")})
     assert stat.S_IMODE(os.stat(run).st_mode) == 0o700
     assert stat.S_IMODE(os.lstat(run / "relayd.sock").st_mode) == 0o600
     assert stat.S_IMODE(os.lstat(run / "listen.json").st_mode) == 0o600

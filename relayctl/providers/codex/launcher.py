@@ -1,0 +1,212 @@
+"""`relayctl codex`: Codex on its app-server, the sidecar, and (unless headless) the Codex UI.
+
+Three processes: ``codex app-server --listen ws://127.0.0.1:<free port>`` and the sidecar, each
+in its own process group so a terminal's Ctrl-C reaches only the launcher and the UI, and
+``codex --remote ws://…`` with the user's arguments in the foreground. When any of them ends
+(exit, crash, Ctrl-C, SIGTERM), the launcher stops the others (SIGTERM, then SIGKILL of the
+whole group), marks the agent offline, and returns; nothing it started is left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from relayctl.api_client import ApiClient, find_relay
+from relayctl.main import CliError, ExitCode
+from relayd import paths
+
+READY_TIMEOUT = 30.0
+STOP_GRACE = 4.0
+
+
+def codex_binary(env: Mapping[str, str]) -> str:
+    """$AGENT_RELAY_CODEX_BIN, else `codex` on PATH."""
+    explicit = env.get("AGENT_RELAY_CODEX_BIN", "").strip()
+    if explicit:
+        if shutil.which(explicit) is None and not os.access(explicit, os.X_OK):
+            raise CliError(f"AGENT_RELAY_CODEX_BIN={explicit} is not an executable program")
+        return explicit
+    found = shutil.which("codex", path=env.get("PATH"))
+    if found is None:
+        raise CliError("`codex` is not on PATH: install it (npm install -g @openai/codex) "
+                       "or set AGENT_RELAY_CODEX_BIN")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_ready(port: int, process: subprocess.Popen[Any], timeout: float) -> None:
+    """Until the app-server answers /readyz; CliError if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise CliError(f"codex app-server exited with status {process.returncode} "
+                           "before it was ready")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise CliError(f"codex app-server did not become ready within {timeout:.0f} s")
+
+
+def stop_process(process: subprocess.Popen[Any] | None, grace: float = STOP_GRACE,
+                 group: bool = True) -> None:
+    """SIGTERM (its whole group when it leads one), wait, then SIGKILL what is left."""
+    if process is None:
+        return
+    pgid = process.pid if group else None
+
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if pgid is not None:
+                os.killpg(pgid, sig)
+            elif process.poll() is None:
+                process.send_signal(sig)
+
+    if process.poll() is None:
+        send(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(grace)
+    send(signal.SIGKILL)  # the group's stragglers, even when its leader already exited
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(2)
+
+
+class Launcher:
+    def __init__(self, codex_args: Sequence[str], headless: bool, thread: str | None = None,
+                 env: Mapping[str, str] | None = None, out: IO[str] | None = None) -> None:
+        self.codex_args = list(codex_args)
+        self.headless = headless
+        self.thread = thread
+        self.env = dict(os.environ if env is None else env)
+        self.out = out or sys.stdout
+        self.app_server: subprocess.Popen[bytes] | None = None
+        self.sidecar: subprocess.Popen[str] | None = None
+        self.ui: subprocess.Popen[bytes] | None = None
+        self.info: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._log: IO[bytes] | None = None
+
+    def say(self, key: str, value: str) -> None:
+        if self.headless:
+            print(f"{key}: {value}", file=self.out, flush=True)
+
+    def run(self) -> int:
+        binary = codex_binary(self.env)
+        relay = find_relay(env=self.env)  # fail now, in one line, when no relay is configured
+        self.env.setdefault("AGENT_RELAY_URL", relay.url)
+        if relay.token:
+            self.env.setdefault("AGENT_RELAY_TOKEN", relay.token)
+        old = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT,
+                                                                   signal.SIGHUP)}
+        try:
+            return self._run(binary)
+        finally:
+            self._teardown()
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stop.set()
+
+    def _log_file(self) -> IO[bytes]:
+        directory = paths.log_dir()
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = directory / f"codex-{os.getpid()}.log"
+        self.info["log"] = str(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.fdopen(fd, "ab")
+
+    def _run(self, binary: str) -> int:
+        port = free_port()
+        url = f"ws://127.0.0.1:{port}"
+        self.info["appServer"] = url
+        self._log = self._log_file()
+        self.app_server = subprocess.Popen(
+            [binary, "app-server", "--listen", url], env=self.env, stdin=subprocess.DEVNULL,
+            stdout=self._log, stderr=self._log, start_new_session=True)
+        wait_ready(port, self.app_server, READY_TIMEOUT)
+        self.say("app-server", url)
+        command = [sys.executable, "-m", "relayctl.providers.codex.sidecar", "--app-server", url]
+        if self.thread:
+            command += ["--thread", self.thread]
+        elif not self.headless:
+            command.append("--attach")
+        self.sidecar = subprocess.Popen(
+            command, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=None if self.headless else self._log, text=True, start_new_session=True)
+        reader = threading.Thread(target=self._read_sidecar, args=(self.sidecar.stdout,),
+                                  daemon=True)
+        reader.start()
+        if not self.headless:
+            self.ui = subprocess.Popen([binary, "--remote", url, *self.codex_args], env=self.env)
+        return self._supervise()
+
+    def _read_sidecar(self, stream: IO[str] | None) -> None:
+        if stream is None:
+            return
+        for line in stream:
+            key, _, value = line.strip().partition(": ")
+            if key in ("thread", "agent") and value:
+                self.info[key] = value
+                self.say(key, value)
+                if key == "agent":
+                    self.say("attach", f"codex resume --remote {self.info['appServer']} "
+                                       f"{self.info.get('thread', '')}".rstrip())
+
+    def _supervise(self) -> int:
+        parts = {"codex app-server": self.app_server, "sidecar": self.sidecar, "codex": self.ui}
+        while not self._stop.wait(0.1):
+            for name, process in parts.items():
+                if process is not None and process.poll() is not None:
+                    if name == "codex":
+                        return process.returncode
+                    print(f"relayctl codex: {name} exited with status {process.returncode}; "
+                          "stopping", file=sys.stderr)
+                    return ExitCode.FAILURE
+        return ExitCode.OK
+
+    def _teardown(self) -> None:
+        # The UI first (it is the user's terminal), then the sidecar (it marks the agent
+        # offline), then the app-server and everything it spawned.
+        stop_process(self.ui, group=False)
+        stop_process(self.sidecar)
+        stop_process(self.app_server)
+        agent = self.info.get("agent")
+        if agent:
+            with contextlib.suppress(CliError, OSError):
+                ApiClient(find_relay(env=self.env), timeout=3).patch(
+                    f"/agents/{agent}", {"status": "offline"})
+        if self._log is not None:
+            self._log.close()
+
+
+def log_hint(info: Mapping[str, str]) -> str:
+    return f" (logs: {info['log']})" if info.get("log") else ""
+
+
+def codex_home(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    override = env.get("CODEX_HOME", "").strip()
+    return Path(override).expanduser() if override else Path.home() / ".codex"

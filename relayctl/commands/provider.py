@@ -1,8 +1,8 @@
-"""`relayctl provider refresh`: bring the coding-agent providers in line with this relay.
+"""`relayctl provider refresh|install`: bring the coding-agent providers in line with this relay.
 
-For now this is the hook: it reports the providers it knows and what it finds of them (config
-directory, CLI on PATH). Installing hooks and MCP entries into them comes in a later issue, in
-``refresh_provider``.
+`refresh` reports the providers it knows and what it finds of them (config directory, CLI on
+PATH), and brings an installed integration up to date (``refresh_provider``); `install NAME`
+installs one (``INSTALLERS``: codex → relayctl.providers.codex.install).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,17 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="only these providers (repeatable or comma-separated; default: all)",
     )
     refresh.set_defaults(func=cmd_refresh)
+    install = actions.add_parser(
+        "install",
+        parents=[common],
+        help="install the relay integration into a provider (codex)",
+        description="Install the relay integration into a provider's config directory. codex: "
+        "the agent-relay plugin (skill and SessionStart hook) into CODEX_HOME, keeping the "
+        "other settings of its config.toml.",
+    )
+    install.add_argument("name", metavar="PROVIDER", choices=sorted(INSTALLERS),
+                         help="the provider: " + ", ".join(sorted(INSTALLERS)))
+    install.set_defaults(func=cmd_install)
 
 
 def select(requested: Sequence[str] | None) -> list[Provider]:
@@ -90,8 +101,40 @@ def inspect(provider: Provider) -> dict[str, Any]:
     }
 
 
+def install_codex(refresh: bool) -> dict[str, Any] | None:
+    """Install the Codex plugin; with refresh, only bring an existing install up to date."""
+    from relayctl.providers.codex import install as codex_install
+
+    try:
+        if refresh and not codex_install.is_installed(codex_install.codex_home()):
+            return None
+        return codex_install.install()
+    except (codex_install.InstallError, OSError) as exc:
+        raise CliError(f"codex: {exc}") from None
+
+
+INSTALLERS: dict[str, Callable[[bool], dict[str, Any] | None]] = {"codex": install_codex}
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    result = INSTALLERS[args.name](False) or {}
+    human = (f"{args.name}: agent-relay plugin {result.get('version')} installed in "
+             f"{result.get('codexHome')}"
+             + ("" if result.get("configChanged") else " (config.toml already up to date)"))
+    emit(args, {"provider": args.name, **result}, human)
+    return ExitCode.OK
+
+
 def refresh_provider(provider: Provider, report: dict[str, Any]) -> dict[str, Any]:
-    """The hook: nothing to install into providers yet, so nothing changes."""
+    """Bring an installed integration up to date; providers without one: nothing changes."""
+    installer = INSTALLERS.get(provider.name)
+    if installer is not None and report["state"] == "detected":
+        result = installer(True)
+        report["refreshed"] = result is not None
+        report["action"] = (f"plugin {result['version']} refreshed" if result
+                            else "not installed (relayctl provider install " + provider.name
+                            + ")")
+        return report
     if report["state"] == "detected":
         report["action"] = "nothing to refresh yet"
     else:

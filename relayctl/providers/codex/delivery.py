@@ -41,8 +41,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 def quoted(value: Any) -> str:
     """A header value on one line: JSON-quoted, control and bidi characters escaped."""
     text = "" if value is None else str(value)
-    return json.dumps(_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text),
-                      ensure_ascii=False)
+    encoded = json.dumps(text, ensure_ascii=False)  # escapes quotes and C0 controls
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", encoded)
 
 
 def fence_nonce(bodies: Iterable[str]) -> str:

@@ -255,3 +255,21 @@ async def test_launcher_joins_the_ui_thread_and_stops_when_codex_exits(
     assert launched.proc.returncode == 7
     assert alive(launched.tree) == [], launched.tree
     assert await agent_status(http, agent_resp["id"]) == "offline"
+
+
+async def test_a_crashed_part_stops_the_launcher_and_everything_it_started(
+        tmp_path: Path, codex_dir: Path, relay: Relay, http: aiohttp.ClientSession,
+        fake_model: FakeModel) -> None:
+    env = env_for(tmp_path, codex_dir, relay, fake_model)
+    launched = launch(env, "--headless")
+    try:
+        agent = await launched.wait_info("agent")
+        app_servers = [p for p in alive(launched.tree) if "app-server" in " ".join(p.cmdline())]
+        assert app_servers, launched.tree
+        app_servers[0].kill()  # the app-server crashes
+        code = await asyncio.to_thread(launched.proc.wait, 15)
+    finally:
+        await asyncio.to_thread(launched.stop)
+    assert code == 1
+    assert alive(launched.tree) == [], launched.tree
+    assert await agent_status(http, agent) == "offline"

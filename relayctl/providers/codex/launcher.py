@@ -10,6 +10,7 @@ whole group), marks the agent offline, and returns; nothing it started is left r
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -20,9 +21,10 @@ import threading
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from types import FrameType
 from typing import IO, Any
+
+import psutil
 
 from relayctl.api_client import ApiClient, find_relay
 from relayctl.main import CliError, ExitCode
@@ -30,6 +32,34 @@ from relayd import paths
 
 READY_TIMEOUT = 30.0
 STOP_GRACE = 4.0
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Linux: adopt our orphaned descendants. Codex runs its shells in sessions of their own,
+    out of reach of a process-group kill; as their subreaper the launcher still finds them."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def end_all(processes: list[psutil.Process], grace: float = 2.0) -> None:
+    """SIGTERM these (those still running), then SIGKILL whatever outlives the grace."""
+    running = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if process.is_running():
+                process.terminate()
+                running.append(process)
+    _, left = psutil.wait_procs(running, timeout=grace)
+    for process in left:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(left, timeout=2)
 
 
 def codex_binary(env: Mapping[str, str]) -> str:
@@ -107,6 +137,7 @@ class Launcher:
         self.info: dict[str, str] = {}
         self._stop = threading.Event()
         self._log: IO[bytes] | None = None
+        self._seen: dict[int, psutil.Process] = {}  # descendants met while supervising
 
     def say(self, key: str, value: str) -> None:
         if self.headless:
@@ -114,6 +145,7 @@ class Launcher:
 
     def run(self) -> int:
         binary = codex_binary(self.env)
+        become_subreaper()
         relay = find_relay(env=self.env)  # fail now, in one line, when no relay is configured
         self.env.setdefault("AGENT_RELAY_URL", relay.url)
         if relay.token:
@@ -177,7 +209,11 @@ class Launcher:
 
     def _supervise(self) -> int:
         parts = {"codex app-server": self.app_server, "sidecar": self.sidecar, "codex": self.ui}
+        ticks = 0
         while not self._stop.wait(0.1):
+            ticks += 1
+            if ticks % 5 == 1:
+                self._note_descendants()
             for name, process in parts.items():
                 if process is not None and process.poll() is not None:
                     if name == "codex":
@@ -187,12 +223,23 @@ class Launcher:
                     return ExitCode.FAILURE
         return ExitCode.OK
 
+    def _note_descendants(self) -> None:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process().children(recursive=True):
+                self._seen.setdefault(child.pid, child)
+
     def _teardown(self) -> None:
         # The UI first (it is the user's terminal), then the sidecar (it marks the agent
-        # offline), then the app-server and everything it spawned.
+        # offline), then the app-server and everything it spawned, wherever it went.
+        self._note_descendants()
         stop_process(self.ui, group=False)
         stop_process(self.sidecar)
         stop_process(self.app_server)
+        leftovers: dict[int, psutil.Process] = {}
+        with contextlib.suppress(psutil.Error):
+            leftovers = {p.pid: p for p in psutil.Process().children(recursive=True)}
+        leftovers.update({pid: p for pid, p in self._seen.items() if pid not in leftovers})
+        end_all(list(leftovers.values()))
         agent = self.info.get("agent")
         if agent:
             with contextlib.suppress(CliError, OSError):
@@ -201,12 +248,3 @@ class Launcher:
         if self._log is not None:
             self._log.close()
 
-
-def log_hint(info: Mapping[str, str]) -> str:
-    return f" (logs: {info['log']})" if info.get("log") else ""
-
-
-def codex_home(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    override = env.get("CODEX_HOME", "").strip()
-    return Path(override).expanduser() if override else Path.home() / ".codex"

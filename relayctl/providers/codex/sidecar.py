@@ -29,10 +29,7 @@ from typing import Any
 import aiohttp
 
 from relayctl.api_client import RelayAddress
-from relayctl.provider_env import (
-    ProviderIdentity,
-    identity_from_env,
-)
+from relayctl.provider_env import ProviderEnvError, ProviderIdentity, identity_from_env
 from relayctl.providers.codex.delivery import (
     DeliveryLog,
     client_message_id,
@@ -502,6 +499,11 @@ def main(argv: list[str] | None = None) -> int:
     options = SidecarOptions(app_server=args.app_server, relay=relay, thread_id=args.thread,
                              attach=args.attach, window=max(0, window_ms) / 1000,
                              announce=announce)
+    try:
+        identity_from_env(options.env, options.cwd)  # a broken profile: one line, not a trace
+    except ProviderEnvError as exc:
+        print(f"relayctl codex sidecar: {exc}", file=sys.stderr)
+        return 1
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -100,27 +100,30 @@ def wait_ready(port: int, process: subprocess.Popen[Any], timeout: float) -> Non
     raise CliError(f"codex app-server did not become ready within {timeout:.0f} s")
 
 
-def stop_process(process: subprocess.Popen[Any] | None, grace: float = STOP_GRACE,
-                 group: bool = True) -> None:
-    """SIGTERM (its whole group when it leads one), wait, then SIGKILL what is left."""
-    if process is None:
-        return
-    pgid = process.pid if group else None
+def _signal(process: subprocess.Popen[Any], sig: int, group: bool) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(process.pid, sig)  # the group's stragglers, even after its leader
+        elif process.poll() is None:
+            process.send_signal(sig)
 
-    def send(sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if pgid is not None:
-                os.killpg(pgid, sig)
-            elif process.poll() is None:
-                process.send_signal(sig)
 
-    if process.poll() is None:
-        send(signal.SIGTERM)
+def stop_processes(processes: Sequence[tuple[subprocess.Popen[Any] | None, bool]],
+                   grace: float = STOP_GRACE) -> None:
+    """SIGTERM each (its whole process group when the flag says it leads one) at once, wait
+    for all within one grace period, then SIGKILL what is left."""
+    present = [(p, group) for p, group in processes if p is not None]
+    for process, group in present:
+        if process.poll() is None:
+            _signal(process, signal.SIGTERM, group)
+    deadline = time.monotonic() + grace
+    for process, _ in present:
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(grace)
-    send(signal.SIGKILL)  # the group's stragglers, even when its leader already exited
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(2)
+            process.wait(max(0.0, deadline - time.monotonic()))
+    for process, group in present:
+        _signal(process, signal.SIGKILL, group)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(2)
 
 
 class Launcher:
@@ -229,12 +232,11 @@ class Launcher:
                 self._seen.setdefault(child.pid, child)
 
     def _teardown(self) -> None:
-        # The UI first (it is the user's terminal), then the sidecar (it marks the agent
-        # offline), then the app-server and everything it spawned, wherever it went.
+        # The UI first (it is the user's terminal), then together the sidecar (it marks the
+        # agent offline) and the app-server, then everything they spawned, wherever it went.
         self._note_descendants()
-        stop_process(self.ui, group=False)
-        stop_process(self.sidecar)
-        stop_process(self.app_server)
+        stop_processes([(self.ui, False)])
+        stop_processes([(self.sidecar, True), (self.app_server, True)])
         leftovers: dict[int, psutil.Process] = {}
         with contextlib.suppress(psutil.Error):
             leftovers = {p.pid: p for p in psutil.Process().children(recursive=True)}

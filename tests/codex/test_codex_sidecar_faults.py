@@ -234,3 +234,34 @@ async def _has(server: FakeAppServer, method: str, n: int) -> bool:
 
 async def _is(value: Any, expected: Any) -> bool:
     return bool(value == expected)
+
+
+async def test_a_relay_that_is_down_is_retried_until_it_comes_up(
+        tmp_path: Path, app_server: FakeAppServer, relay_factory: Any) -> None:
+    from relayctl.providers.codex.launcher import free_port
+
+    port = free_port()
+    options = SidecarOptions(
+        app_server=app_server.url, relay=RelayAddress(f"http://127.0.0.1:{port}", None),
+        env={"AGENT_RELAY_PROFILES_FILE": ""}, cwd=tmp_path, window=0.05, heartbeat=5,
+        state_file=tmp_path / "state.json")
+    sidecar = Sidecar(options)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sidecar.run(stop))
+    try:
+        await asyncio.sleep(1.0)  # the sidecar is retrying against nothing
+        assert not task.done()
+        relay = await relay_factory(port=port)
+        async with aiohttp.ClientSession(base_url=relay.url) as http:
+            agent = await wait_for(lambda: _registered(http), 10)
+            message = await send(http, agent, "after the outage")
+            await wait_for(lambda: _has(app_server, "turn/start", 1), 10)
+            assert delivered_ids(app_server) == [f"agent-relay:{message}"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def _registered(http: aiohttp.ClientSession) -> str | None:
+    agents = (await (await http.get("/api/agents")).json())["agents"]
+    return next((a["id"] for a in agents if a["provider"] == "codex"), None)

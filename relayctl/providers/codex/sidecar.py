@@ -357,17 +357,20 @@ class Sidecar:
                 if exc.status == 404:
                     with contextlib.suppress(Exception):
                         await self._register()
-            except (OSError, aiohttp.ClientError, TimeoutError, ValueError):
-                self._status_changed.set()  # try again after the backoff
+            except Exception as exc:  # the relay is down or odd: try again after the backoff
+                log.debug("heartbeat failed: %r", exc)
+                self._status_changed.set()
                 await backoff.wait(stop)
 
-    async def _fetch(self, wait: int) -> list[dict[str, Any]]:
+    async def _fetch(self, wait: int, after: int | None = None) -> list[dict[str, Any]]:
+        """The agent's messages past the cursor (or past `after`), long-polling `wait` s."""
         assert self.relay is not None and self.agent is not None
         params = {"for": self.agent.agent_id, "limit": "100", "wait": str(wait)}
-        if self.cursor is None:
+        since = self.cursor if after is None else after
+        if since is None:
             params.update(unread="true", since="0")
         else:
-            params["since"] = str(self.cursor)
+            params["since"] = str(since)
         data = await self.relay.call("GET", "/messages", params=params, timeout=wait + 10)
         messages = data.get("messages") if isinstance(data, dict) else None
         return [m for m in messages or [] if isinstance(m, dict) and isinstance(m.get("id"), int)]
@@ -379,17 +382,24 @@ class Sidecar:
                 batch = await self._fetch(POLL_WAIT)
                 if batch and self.options.window > 0:
                     await asyncio.sleep(self.options.window)
-                    self._advance(batch)
-                    batch += await self._fetch(0)
+                    batch += await self._fetch(0, after=max(m["id"] for m in batch))
                 backoff.reset()
             except (OSError, aiohttp.ClientError, TimeoutError, RelayRefused, ValueError) as exc:
                 log.debug("relay poll failed: %r", exc)
                 await backoff.wait(stop)
                 continue
+            except Exception:  # never let one odd answer end delivery for the session
+                log.exception("relay poll failed")
+                await backoff.wait(stop)
+                continue
             if not batch:
                 continue
             batch.sort(key=lambda m: m["id"])
-            await self._deliver(batch, stop)
+            try:
+                await self._deliver(batch, stop)
+            except Exception:  # e.g. the state file cannot be written: keep delivering
+                log.exception("delivering %s failed", client_message_id(batch))
+                await backoff.wait(stop)
 
     def _advance(self, batch: list[dict[str, Any]]) -> None:
         """Move the in-memory cursor past batch (the durable one moves after delivery)."""

@@ -265,3 +265,20 @@ async def test_a_relay_that_is_down_is_retried_until_it_comes_up(
 async def _registered(http: aiohttp.ClientSession) -> str | None:
     agents = (await (await http.get("/api/agents")).json())["agents"]
     return next((a["id"] for a in agents if a["provider"] == "codex"), None)
+
+
+async def test_a_sidecar_whose_agent_was_taken_over_stops_acting(
+        app_server: FakeAppServer, sidecar_factory: Any, http: aiohttp.ClientSession) -> None:
+    sidecar = await sidecar_factory()
+    agent = sidecar.agent.agent_id
+    if sidecar.epoch is None:
+        pytest.skip("this relay has no session guard (epoch/instanceId) yet")
+    resp = await http.post("/api/agents", json={"id": agent, "instanceId": "another-window"})
+    assert (await resp.json())["epoch"] > sidecar.epoch
+    await app_server.broadcast("turn/started", {"threadId": THREAD, "turn": {"id": "t"}})
+    await wait_for(lambda: _is(sidecar.superseded.is_set(), True), 5)
+    await send(http, agent, "for the new holder, not for this sidecar")
+    await asyncio.sleep(0.5)
+    assert app_server.calls("turn/start") == []
+    agent_now = await (await http.get(f"/api/agents/{agent}")).json()
+    assert agent_now["instanceId"] == "another-window"

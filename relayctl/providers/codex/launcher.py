@@ -203,6 +203,8 @@ class Launcher:
             return
         for line in stream:
             key, _, value = line.strip().partition(": ")
+            if key == "session" and value:
+                self.info[key] = value
             if key in ("thread", "agent") and value:
                 self.info[key] = value
                 self.say(key, value)
@@ -243,10 +245,14 @@ class Launcher:
         leftovers.update({pid: p for pid, p in self._seen.items() if pid not in leftovers})
         end_all(list(leftovers.values()))
         agent = self.info.get("agent")
-        if agent:
+        if agent and (self.sidecar is None or self.sidecar.returncode != 0):
+            # The sidecar did not get to say goodbye itself (it crashed or was killed).
+            body: dict[str, Any] = {"status": "offline"}
+            instance, _, epoch = self.info.get("session", "").partition(" ")
+            if instance and epoch.isdigit():
+                body.update(instanceId=instance, epoch=int(epoch))
             with contextlib.suppress(CliError, OSError):
-                ApiClient(find_relay(env=self.env), timeout=3).patch(
-                    f"/agents/{agent}", {"status": "offline"})
+                ApiClient(find_relay(env=self.env), timeout=3).patch(f"/agents/{agent}", body)
         if self._log is not None:
             self._log.close()
 

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -143,6 +144,11 @@ class Sidecar:
         self.cursor: int | None = None  # None: deliver the unread messages
         self._seen_threads: list[str] = []
         self._joined = False
+        # The session guard: this sidecar's instance id and the epoch the relay gave it.
+        self.instance_id = f"codex-sidecar-{secrets.token_hex(6)}"
+        self.epoch: int | None = None
+        self.superseded = asyncio.Event()
+        self.heartbeat = options.heartbeat
         self._background: set[asyncio.Task[None]] = set()
         self._status_changed = asyncio.Event()
         self.relay: RelayClient | None = None
@@ -168,12 +174,20 @@ class Sidecar:
             self._init_cursor(thread)
             await self._register_until_ok(stop)
             self.options.announce("agent", self.agent.agent_id)
+            if self.epoch is not None:
+                self.options.announce("session", f"{self.instance_id} {self.epoch}")
             tasks = [
                 asyncio.create_task(self._app_server_watch(stop), name="codex-app-server"),
                 asyncio.create_task(self._deliver_loop(stop), name="codex-deliver"),
                 asyncio.create_task(self._heartbeat_loop(stop), name="codex-heartbeat"),
             ]
-            await stop.wait()
+            await _first(stop.wait(), self.superseded.wait())
+            if self.superseded.is_set() and not stop.is_set():
+                log.warning("another session took agent %s over; this sidecar stops acting "
+                            "for it", self.agent.agent_id)
+                for task in tasks:
+                    task.cancel()
+                await stop.wait()
         finally:
             for task in tasks:
                 task.cancel()
@@ -323,20 +337,49 @@ class Sidecar:
         else:
             self.cursor = max(logged or 0, in_thread)
 
+    def _guard(self) -> dict[str, Any]:
+        """The session guard fields for heartbeats and updates (once the relay gave an epoch)."""
+        if self.epoch is None:
+            return {}
+        return {"instanceId": self.instance_id, "epoch": self.epoch}
+
     async def _register(self) -> None:
         assert self.relay is not None and self.agent is not None
         body = self.agent.registration()
         body["provider"] = PROVIDER
         body["meta"] = {"threadId": self.thread_id, "appServer": self.options.app_server}
-        await self.relay.call("POST", "/agents", body)
-        await self.relay.call("POST", f"/agents/{self.agent.agent_id}/heartbeat",
-                              {"status": self.status})
+        body["instanceId"] = self.instance_id
+        agent = await self.relay.call("POST", "/agents", body)
+        epoch = agent.get("epoch") if isinstance(agent, dict) else None
+        self.epoch = epoch if isinstance(epoch, int) else None
+        await self._heartbeat_once()
+
+    async def _heartbeat_once(self) -> None:
+        assert self.relay is not None and self.agent is not None
+        try:
+            await self.relay.call("POST", f"/agents/{self.agent.agent_id}/heartbeat",
+                                  {"status": self.status, **self._guard()})
+        except RelayRefused as exc:
+            if exc.status == 409 and isinstance(exc.data, dict) and exc.data.get("superseded"):
+                self.superseded.set()
+                return
+            raise
+
+    async def _learn_stale_ttl(self) -> None:
+        """Heartbeat at least every third of the relay's STALE_TTL_MS when it says it."""
+        assert self.relay is not None
+        with contextlib.suppress(Exception):
+            health = await self.relay.call("GET", "/health", timeout=3.0)
+            ttl = health.get("staleTtlMs") if isinstance(health, dict) else None
+            if isinstance(ttl, int) and ttl > 0:
+                self.heartbeat = min(self.options.heartbeat, ttl / 3000)
 
     async def _register_until_ok(self, stop: asyncio.Event) -> None:
         backoff = Backoff()
         while not stop.is_set():
             try:
                 await self._register()
+                await self._learn_stale_ttl()
                 return
             except (OSError, aiohttp.ClientError, TimeoutError, RelayRefused, ValueError) as exc:
                 log.warning("cannot register with the relay (%s); retrying", exc)
@@ -347,11 +390,10 @@ class Sidecar:
         backoff = Backoff()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._status_changed.wait(), self.options.heartbeat)
+                await asyncio.wait_for(self._status_changed.wait(), self.heartbeat)
             self._status_changed.clear()
             try:
-                await self.relay.call("POST", f"/agents/{self.agent.agent_id}/heartbeat",
-                                      {"status": self.status})
+                await self._heartbeat_once()
                 backoff.reset()
             except RelayRefused as exc:
                 if exc.status == 404:
@@ -367,6 +409,7 @@ class Sidecar:
         assert self.relay is not None and self.agent is not None
         params = {"for": self.agent.agent_id, "limit": "100", "wait": str(wait)}
         since = self.cursor if after is None else after
+        params["undelivered"] = "true"  # where the relay records delivery
         if since is None:
             params.update(unread="true", since="0")
         else:
@@ -463,11 +506,21 @@ class Sidecar:
                                       timeout=3.0)
 
     async def _go_offline(self) -> None:
-        if self.relay is None or self.agent is None:
-            return
+        if self.relay is None or self.agent is None or self.superseded.is_set():
+            return  # a session that took the agent over keeps it as it is
         with contextlib.suppress(Exception):
             await self.relay.call("PATCH", f"/agents/{self.agent.agent_id}",
-                                  {"status": "offline"}, timeout=3.0)
+                                  {"status": "offline", **self._guard()}, timeout=3.0)
+
+
+async def _first(*waits: Any) -> None:
+    """Until the first of these awaitables completes (the others are cancelled)."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 # ---------------------------------------------------------------------- entry point

@@ -15,6 +15,7 @@ so the same session in the same project always comes back as the same agent.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import os
 import re
@@ -103,9 +104,18 @@ def project_name(cwd: Path) -> str:
 
 
 def session_identifier(env: Mapping[str, str], cwd: Path) -> str:
-    """AGENT_RELAY_SESSION when the provider gives one; else this shell (parent pid) + cwd."""
+    """AGENT_RELAY_SESSION when the provider gives one; else the user and the project folder,
+    so every shell and script of one user in one project acts as the same agent (an id that
+    changed with each shell could be sent from but never answered)."""
     explicit = env.get("AGENT_RELAY_SESSION", "").strip()
-    return explicit or f"{os.getppid()}:{cwd}"
+    return explicit or f"{_user()}:{project_root(cwd)}"
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no name for this uid (some containers)
+        return str(os.getuid()) if hasattr(os, "getuid") else "user"
 
 
 def session_hash(session: str) -> str:

@@ -57,7 +57,8 @@ def unauthorized() -> ApiError:
     return ApiError(
         401,
         "unauthorized",
-        "a valid token is required (Authorization: Bearer <token>)",
+        "a valid token is required: send Authorization: Bearer <token>"
+        " (on the relay's machine, `relayctl token show` prints it)",
         headers={"WWW-Authenticate": 'Bearer realm="agent-relay"'},
     )
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from relayctl.api_client import ApiClient, find_relay
 from relayctl.main import CliError, ExitCode
@@ -30,6 +31,27 @@ def acting_agent(explicit: str | None) -> str:
         return default_agent_id()
     except ProviderEnvError as exc:
         raise CliError(str(exc)) from None
+
+
+def implicit_agent(client: ApiClient) -> str:
+    """The acting agent when no --from/--for/--agent was given (`relayctl whoami`), registered
+    on first use, so whoever gets its messages can answer it and its inbox exists."""
+    from relayctl.api_client import RelayError
+    from relayctl.provider_env import identity_from_env
+
+    agent_id = acting_agent(None)
+    try:
+        client.get(f"/agents/{quote(agent_id, safe='')}")
+    except RelayError as exc:
+        if exc.status != 404:
+            raise
+        try:
+            body = identity_from_env().registration()
+        except ProviderEnvError as env_error:
+            raise CliError(str(env_error)) from None
+        body.setdefault("provider", "relayctl")
+        client.post("/agents", body)
+    return agent_id
 
 
 def add_agent_option(parser: argparse.ArgumentParser, flag: str, what: str) -> None:

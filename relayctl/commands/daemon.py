@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,12 +110,15 @@ def service_errors(command: CommandFunc) -> CommandFunc:
 
 def show_and_apply(args: argparse.Namespace, plan: Plan, what: str, ask: bool) -> bool:
     """Show the plan (always when ``ask``); unless --dry-run, confirm if ``ask`` and act."""
+    if plan.blocker and not args.dry_run:
+        raise CliError(plan.blocker)  # before anything is written or run
     if args.json and args.dry_run:
         emit(args, plan.to_json(), "")
-        return False
-    if not args.json and (ask or args.dry_run):
+    elif not args.json and (ask or args.dry_run):
         print(escape(plan.render(with_contents=args.dry_run)), flush=True)
     if args.dry_run:
+        if plan.blocker:
+            print(f"relayctl: warning: {plan.blocker}", file=sys.stderr, flush=True)
         return False
     if ask:
         confirm(args, what)

@@ -12,6 +12,7 @@ from relayctl.commands.agent_side import (
     acting_agent,
     add_agent_option,
     client_for,
+    implicit_agent,
     lines,
     message_line,
     read_body,
@@ -57,8 +58,9 @@ def _register_send(subparsers: Any, common: argparse.ArgumentParser, name: str,
 
 
 def _send(args: argparse.Namespace) -> int:
+    client = client_for(args)
     body: dict[str, Any] = {
-        "from": acting_agent(args.agent),
+        "from": args.agent or implicit_agent(client),
         "to": args.to,
         "body": read_body(args.body),
     }
@@ -67,7 +69,7 @@ def _send(args: argparse.Namespace) -> int:
     if args.claimable:
         body["claimable"] = True
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
-    message = client_for(args).post("/messages", body, headers=headers)
+    message = client.post("/messages", body, headers=headers)
     emit(args, message, _sent_line(message))
     return ExitCode.OK
 
@@ -100,10 +102,10 @@ def _register_inbox(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _inbox(args: argparse.Namespace) -> int:
-    reader = acting_agent(args.agent)
+    client = client_for(args, timeout=10.0 + (args.wait or 0))
+    reader = args.agent or implicit_agent(client)
     query = {"for": reader, "unread": True if args.unread else None, "since": args.since,
              "limit": args.limit, "wait": args.wait or None}
-    client = client_for(args, timeout=10.0 + (args.wait or 0))
     answer = client.get("/messages", query)
     messages = answer.get("messages", [])
     if args.mark_read:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from relayctl.control_client import ControlClient
+from relayctl.control_client import START_HINT, ControlClient
 from relayctl.main import CliError, ExitCode, emit
 from relayctl.service.base import detect
 
@@ -27,8 +27,9 @@ def run(args: argparse.Namespace) -> int:
         if exc.code != ExitCode.NOT_RUNNING:
             raise
         # "not running" is the status being asked for, so it goes to stdout like any answer
-        line = f"relayctl: {exc.message}{_service_note(service)}"
-        emit(args, {"running": False, "reason": exc.message, "service": service}, line)
+        reason = exc.message.replace(START_HINT, start_hint(service))
+        line = f"relayctl: {reason}{_service_note(service)}"
+        emit(args, {"running": False, "reason": reason, "service": service}, line)
         return ExitCode.NOT_RUNNING
     status = {"running": True, **status, "service": service}
     emit(args, status, describe(status))
@@ -40,6 +41,29 @@ def service_state() -> dict[str, Any] | None:
     try:
         return detect().status().to_json()
     except Exception:  # a failing service manager must not stop `relayctl status`
+        return None
+
+
+def start_hint(service: dict[str, Any] | None) -> str:
+    """How to start relayd here: the service only where it is installed and its manager
+    answers; else the foreground, saying why the service cannot help."""
+    if service and service.get("installed") and service.get("state") != "unknown":
+        return START_HINT
+    problem = _manager_problem()
+    if problem:
+        return problem
+    if service is None:
+        return "start it with `relayd`"
+    return ("start it with `relayd`, or install the service with "
+            "`relayctl daemon install --enable --start --yes`")
+
+
+def _manager_problem() -> str | None:
+    try:
+        manager = detect()
+        probe = getattr(manager, "manager_problem", None)
+        return probe() if probe is not None else None
+    except Exception:  # no manager at all: nothing to say about one
         return None
 
 

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from relayctl.main import CliError, ExitCode, confirm, emit
 from relayctl.terminal import escape
@@ -36,10 +38,11 @@ MANUAL_INSTRUCTIONS = (
 
 @dataclass(frozen=True)
 class InstallMethod:
-    kind: str  # pipx | uv-tool | venv | editable | unknown
+    kind: str  # pipx | uv-tool | venv | checkout | vcs | editable | unknown
     location: Path
     command: tuple[str, ...] | None  # None: relayctl cannot upgrade this install itself
     reason: str = ""
+    note: str = ""  # what the command will do, in plain words, when it is not obvious
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -128,11 +131,60 @@ def detect_install(args: argparse.Namespace) -> InstallMethod:
         return _tool_method("uv-tool", prefix, "uv", ["tool", "upgrade", DISTRIBUTION], options)
     if sys.prefix != sys.base_prefix:
         python = str(Path(sys.executable).absolute())
+        origin = install_origin()
+        if origin is not None and not options:  # --find-links / --index-url say where instead
+            return _from_origin(prefix, python, origin)
         command = (python, "-m", "pip", "install", "--upgrade", DISTRIBUTION, *options)
         return InstallMethod("venv", prefix, command)
     return InstallMethod(
         "unknown", prefix, None,
         "agent-relay is not in a virtual environment, pipx or uv tool: " + MANUAL_INSTRUCTIONS,
+    )
+
+
+def install_origin() -> dict[str, Any] | None:
+    """Where pip installed agent-relay from, when not from an index: PEP 610's
+    direct_url.json ({url, dir_info | vcs_info | archive_info}), else None."""
+    from importlib import metadata
+
+    try:
+        text = metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
+        data = json.loads(text) if text else None
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("url"), str) else None
+
+
+def _from_origin(prefix: Path, python: str, origin: dict[str, Any]) -> InstallMethod:
+    """Upgrade from where it came from: the same checkout folder or repository, never an
+    index package of the same name that may not exist (or may be someone else's)."""
+    url = str(origin["url"])
+    pip = (python, "-m", "pip", "install", "--upgrade")
+    if isinstance(origin.get("vcs_info"), dict):
+        vcs = str(origin["vcs_info"].get("vcs") or "git")
+        source = f"{vcs}+{url}"
+        return InstallMethod(
+            "vcs", prefix, (*pip, source),
+            note=f"reinstall agent-relay from {source} (its newest commit on the default "
+            "branch)",
+        )
+    path = Path(url2pathname(urlsplit(url).path)) if url.startswith("file:") else None
+    if path is not None and isinstance(origin.get("dir_info"), dict):
+        if not path.is_dir():
+            return InstallMethod(
+                "checkout", prefix, None,
+                f"agent-relay was installed from the folder {path}, which is gone: "
+                + MANUAL_INSTRUCTIONS,
+            )
+        return InstallMethod(
+            "checkout", prefix, (*pip, str(path)),
+            note=f"reinstall agent-relay from the checkout {path} as it is now; to get a "
+            f"newer version, update it first (`git -C {shlex.quote(str(path))} pull`)",
+        )
+    return InstallMethod(
+        "unknown", prefix, None,
+        f"agent-relay was installed from {url}: install the newer file the same way, or give "
+        "--find-links DIR / --index-url URL to upgrade from there",
     )
 
 
@@ -246,12 +298,15 @@ def plan_text(method: InstallMethod, args: argparse.Namespace) -> str:
         "skip the restart (--no-restart)" if args.no_restart
         else f"restart the service and wait up to {args.wait:.0f} s for the new version"
     )
-    return "\n".join([
+    lines = [
         f"Plan: upgrade agent-relay {__version__} ({method.kind} at {method.location})",
         f"  1. run    {shlex.join(method.command)}",
         "  2. run    relayctl provider refresh",
         f"  3. {restart}",
-    ])
+    ]
+    if method.note:
+        lines.insert(1, f"  This will {method.note}.")
+    return "\n".join(lines)
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
@@ -270,7 +325,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
               flush=True)
     if args.dry_run:
         emit(args, {"method": method.kind, "command": list(method.command),
-                    "from": __version__}, "")
+                    "from": __version__, "note": method.note or None}, "")
         return ExitCode.OK
     confirm(args, "upgrade")
     run_upgrade(method.command)

@@ -81,6 +81,9 @@ class Plan:
     title: str
     steps: list[Step] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Why the plan cannot work on this machine (one line): refused before any step runs,
+    # shown as a warning by --dry-run.
+    blocker: str | None = None
 
     def write(self, path: Path, content: str, mode: int = 0o644, encoding: str = "utf-8") -> None:
         self.steps.append(FileWrite(path, content, mode, encoding))
@@ -123,6 +126,7 @@ class Plan:
             ],
             "commands": [list(c.argv) for c in self.commands],
             "notes": list(self.notes),
+            "blocker": self.blocker,
         }
 
 

@@ -28,6 +28,11 @@ LINGER_NOTE = (
     "on a headless box (no login session), run `loginctl enable-linger {user}` so your user "
     "manager, and relayd with it, starts at boot and keeps running after you log out"
 )
+NO_USER_MANAGER = (
+    "no systemd user manager answers here ({reason}; a container, or ssh without a login "
+    "session): run `loginctl enable-linger {user}` and log in again, or run `relayd` in the "
+    "foreground (under your own supervisor)"
+)
 _NEEDS_QUOTES = re.compile(r"[\s\"'\\;]")
 
 
@@ -71,8 +76,18 @@ class SystemdManager:
     def _systemctl(self, *args: str) -> tuple[str, ...]:
         return ("systemctl", "--user", *args)
 
+    def manager_problem(self) -> str | None:
+        """Why `systemctl --user` cannot be used here (one line), or None when it answers."""
+        result = run_command(self._systemctl("show", "--property=Version"), timeout=10)
+        if result.returncode == 0:
+            return None
+        output = (result.stderr or result.stdout).strip().splitlines()
+        reason = output[-1] if output else f"exit status {result.returncode}"
+        return NO_USER_MANAGER.format(reason=reason.rstrip("."), user=getpass.getuser())
+
     def plan_install(self, options: InstallOptions) -> Plan:
         plan = Plan("install the systemd user service agent-relay.service")
+        plan.blocker = self.manager_problem()  # asked before anything is written
         reinstall = self.is_installed()
         plan.write(self.unit_path(), render_unit(options.program, options.environment))
         plan.run(*self._systemctl("daemon-reload"))

@@ -92,20 +92,21 @@ def test_systemd_lifecycle_runs_the_exact_systemctl_commands(tmp_path: Path) -> 
     box = Box(tmp_path, "systemd")
     unit = box.home / ".config" / "systemd" / "user" / UNIT
     user = ["systemctl", "--user"]
+    probe = [*user, "show", "--property=Version"]  # does a user manager answer? (read-only)
 
     dry = box.expect(["daemon", "install", "--enable", "--start", "--dry-run",
-                      "--binary", str(box.relayd)], [])
+                      "--binary", str(box.relayd)], [probe])
     assert f"ExecStart={box.relayd}" in dry
     assert "run    systemctl --user enable agent-relay.service" in dry
     assert not unit.exists()
 
     refused = box.relayctl("daemon", "install", "--start", code=1)
-    assert "--yes" in refused.stderr and box.calls() == [] and not unit.exists()
+    assert "--yes" in refused.stderr and box.calls() == [probe] and not unit.exists()
 
     box.expect(
         ["daemon", "install", "--yes", "--enable", "--start", "--binary", str(box.relayd),
          "--config", str(tmp_path / "relay.toml")],
-        [[*user, "daemon-reload"], [*user, "enable", UNIT], [*user, "start", UNIT]],
+        [probe, [*user, "daemon-reload"], [*user, "enable", UNIT], [*user, "start", UNIT]],
     )
     text = unit.read_text()
     assert f"ExecStart={box.relayd} --config {tmp_path / 'relay.toml'}\n" in text
@@ -134,7 +135,7 @@ def test_systemd_lifecycle_runs_the_exact_systemctl_commands(tmp_path: Path) -> 
 
     # Reinstalling with --start restarts, so the running relayd picks up the new unit.
     box.expect(["daemon", "install", "--yes", "--start", "--binary", str(box.relayd)],
-               [[*user, "daemon-reload"], [*user, "restart", UNIT]])
+               [probe, [*user, "daemon-reload"], [*user, "restart", UNIT]])
 
     box.expect(["daemon", "uninstall", "--yes"],
                [[*user, "disable", "--now", UNIT], [*user, "daemon-reload"]])
@@ -148,7 +149,9 @@ def test_install_defaults_to_the_relayd_of_this_install_and_prints_json_plans(
     tmp_path: Path,
 ) -> None:
     box = Box(tmp_path, "systemd")
-    plan = json.loads(box.expect(["daemon", "install", "--dry-run", "--json", "--start"], []))
+    plan = json.loads(box.expect(["daemon", "install", "--dry-run", "--json", "--start"],
+                                 [["systemctl", "--user", "show", "--property=Version"]]))
+    assert plan["blocker"] is None
     relayd = Path(sys.executable).absolute().parent / "relayd"
     assert plan["commands"] == [
         ["systemctl", "--user", "daemon-reload"], ["systemctl", "--user", "start", UNIT],

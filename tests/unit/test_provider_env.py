@@ -70,12 +70,13 @@ def test_explicit_agent_id_wins(tmp_path: Path) -> None:
     assert default_agent_id(env, tmp_path) == "reviewer-1"
 
 
-def test_without_a_session_variable_the_parent_pid_and_cwd_identify_the_session(
+def test_without_a_session_variable_the_user_and_project_identify_the_session(
     tmp_path: Path,
 ) -> None:
-    import os
+    import getpass
 
-    assert session_identifier({}, tmp_path) == f"{os.getppid()}:{tmp_path}"
+    # stable across shells and scripts: the same user in the same project is one agent
+    assert session_identifier({}, tmp_path) == f"{getpass.getuser()}:{tmp_path}"
     assert session_identifier({"AGENT_RELAY_SESSION": " abc "}, tmp_path) == "abc"
 
 

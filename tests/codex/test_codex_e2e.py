@@ -260,10 +260,18 @@ async def test_launcher_joins_the_ui_thread_and_stops_when_codex_exits(
 async def test_a_crashed_part_stops_the_launcher_and_everything_it_started(
         tmp_path: Path, codex_dir: Path, relay: Relay, http: aiohttp.ClientSession,
         fake_model: FakeModel) -> None:
-    env = env_for(tmp_path, codex_dir, relay, fake_model)
+    # With AGENT_RELAY_CODEX_WS_AUTH=1 the app-server wants a capability token: the sidecar
+    # has it, a stranger on this machine does not.
+    env = env_for(tmp_path, codex_dir, relay, fake_model, AGENT_RELAY_CODEX_WS_AUTH="1")
     launched = launch(env, "--headless")
     try:
         agent = await launched.wait_info("agent")
+        assert "--remote-auth-token-env AGENT_RELAY_CODEX_WS_TOKEN" in launched.info["attach"]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await read_user_messages(launched.info["app-server"], launched.info["thread"])
+        assert refused.value.status == 401
+        token_file = Path(launched.info["token-file"].split()[0])
+        assert token_file.stat().st_mode & 0o077 == 0
         app_servers = [p for p in alive(launched.tree) if "app-server" in " ".join(p.cmdline())]
         assert app_servers, launched.tree
         app_servers[0].kill()  # the app-server crashes
@@ -273,3 +281,4 @@ async def test_a_crashed_part_stops_the_launcher_and_everything_it_started(
     assert code == 1
     assert alive(launched.tree) == [], launched.tree
     assert await agent_status(http, agent) == "offline"
+    assert not token_file.exists()

@@ -12,15 +12,18 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
@@ -28,6 +31,7 @@ import psutil
 
 from relayctl.api_client import ApiClient, find_relay
 from relayctl.main import CliError, ExitCode
+from relayctl.providers.codex.sidecar import WS_TOKEN_ENV
 from relayd import paths
 
 READY_TIMEOUT = 30.0
@@ -141,6 +145,7 @@ class Launcher:
         self._stop = threading.Event()
         self._log: IO[bytes] | None = None
         self._seen: dict[int, psutil.Process] = {}  # descendants met while supervising
+        self._token_dir: Path | None = None
 
     def say(self, key: str, value: str) -> None:
         if self.headless:
@@ -165,6 +170,16 @@ class Launcher:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stop.set()
 
+    def _token_file(self) -> Path:
+        """A fresh capability token in a private file (removed at teardown)."""
+        directory = Path(tempfile.mkdtemp(prefix="relay-codex-"))  # mode 0700
+        self._token_dir = directory
+        path = directory / "ws-token"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_urlsafe(32))
+        return path.absolute()
+
     def _log_file(self) -> IO[bytes]:
         directory = paths.log_dir()
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -178,24 +193,39 @@ class Launcher:
         url = f"ws://127.0.0.1:{port}"
         self.info["appServer"] = url
         self._log = self._log_file()
+        server = [binary, "app-server", "--listen", url]
+        client_env = dict(self.env)
+        attach_auth = ""
+        if self.env.get("AGENT_RELAY_CODEX_WS_AUTH", "").strip() in ("1", "true", "yes"):
+            token_file = self._token_file()
+            server += ["--ws-auth", "capability-token", "--ws-token-file", str(token_file)]
+            client_env[WS_TOKEN_ENV] = token_file.read_text(encoding="utf-8")
+            attach_auth = f" --remote-auth-token-env {WS_TOKEN_ENV}"
+            self.info["tokenFile"] = str(token_file)
         self.app_server = subprocess.Popen(
-            [binary, "app-server", "--listen", url], env=self.env, stdin=subprocess.DEVNULL,
+            server, env=self.env, stdin=subprocess.DEVNULL,
             stdout=self._log, stderr=self._log, start_new_session=True)
         wait_ready(port, self.app_server, READY_TIMEOUT)
         self.say("app-server", url)
+        self.info["attachAuth"] = attach_auth
+        if attach_auth:
+            self.say("token-file", f"{self.info['tokenFile']} (attach with "
+                                   f"{WS_TOKEN_ENV}=$(cat {self.info['tokenFile']}) set)")
         command = [sys.executable, "-m", "relayctl.providers.codex.sidecar", "--app-server", url]
         if self.thread:
             command += ["--thread", self.thread]
         elif not self.headless:
             command.append("--attach")
         self.sidecar = subprocess.Popen(
-            command, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            command, env=client_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=None if self.headless else self._log, text=True, start_new_session=True)
         reader = threading.Thread(target=self._read_sidecar, args=(self.sidecar.stdout,),
                                   daemon=True)
         reader.start()
         if not self.headless:
-            self.ui = subprocess.Popen([binary, "--remote", url, *self.codex_args], env=self.env)
+            self.ui = subprocess.Popen(
+                [binary, "--remote", url, *attach_auth.split(), *self.codex_args],
+                env=client_env)
         return self._supervise()
 
     def _read_sidecar(self, stream: IO[str] | None) -> None:
@@ -209,7 +239,8 @@ class Launcher:
                 self.info[key] = value
                 self.say(key, value)
                 if key == "agent":
-                    self.say("attach", f"codex resume --remote {self.info['appServer']} "
+                    self.say("attach", f"codex resume --remote {self.info['appServer']}"
+                                       f"{self.info.get('attachAuth', '')} "
                                        f"{self.info.get('thread', '')}".rstrip())
 
     def _supervise(self) -> int:
@@ -255,4 +286,6 @@ class Launcher:
                 ApiClient(find_relay(env=self.env), timeout=3).patch(f"/agents/{agent}", body)
         if self._log is not None:
             self._log.close()
+        if self._token_dir is not None:
+            shutil.rmtree(self._token_dir, ignore_errors=True)
 

@@ -41,8 +41,9 @@ class Disconnected(Exception):
 
 class AppServerClient:
     def __init__(self, url: str, on_notification: Notification,
-                 request_timeout: float = 30.0) -> None:
+                 request_timeout: float = 30.0, token: str | None = None) -> None:
         self.url = url
+        self.token = token  # the app-server's capability token, when it requires one
         self.on_notification = on_notification
         self.request_timeout = request_timeout
         self._session: aiohttp.ClientSession | None = None
@@ -56,8 +57,9 @@ class AppServerClient:
         """Open the socket and run the initialize handshake; the initialize result."""
         self._session = aiohttp.ClientSession()
         try:
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
             self._ws = await self._session.ws_connect(
-                self.url, max_msg_size=0, heartbeat=20.0,
+                self.url, max_msg_size=0, heartbeat=20.0, headers=headers,
                 timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
             )
         except BaseException:

@@ -42,6 +42,7 @@ from relayctl.providers.codex.rpc import AppServerClient, Disconnected, RpcError
 log = logging.getLogger("relayctl.codex")
 
 PROVIDER = "codex"
+WS_TOKEN_ENV = "AGENT_RELAY_CODEX_WS_TOKEN"  # the app-server's capability token, if any
 DEFAULT_WINDOW = 0.5
 DEFAULT_HEARTBEAT = 15.0
 POLL_WAIT = 25  # seconds a relay long-poll may wait
@@ -204,7 +205,8 @@ class Sidecar:
     async def _connect_app_server(self, stop: asyncio.Event) -> bool:
         backoff = Backoff()
         while not stop.is_set():
-            rpc = AppServerClient(self.options.app_server, self._on_notification)
+            rpc = AppServerClient(self.options.app_server, self._on_notification,
+                                  token=self.options.env.get(WS_TOKEN_ENV) or None)
             try:
                 await rpc.connect()
             except (OSError, aiohttp.ClientError, TimeoutError, Disconnected, RpcError) as exc:

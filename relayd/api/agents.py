@@ -20,6 +20,7 @@ from relayd.api.common import (
 )
 from relayd.context import context_of
 from relayd.domain.models import AGENT_STATUSES, APPROVALS, Agent
+from relayd.domain.sessions import SessionGuard
 from relayd.errors import invalid, not_found
 from relayd.storage.base import AgentFilter
 
@@ -48,6 +49,17 @@ def agent_fields(body: Body, *, include_identity: bool) -> dict[str, Any]:
     return fields
 
 
+def session_guard(body: Body) -> SessionGuard | None:
+    """`instanceId` + `epoch` from a heartbeat or update: both or neither."""
+    instance_id = body.text("instanceId", max_len=128)
+    epoch = body.integer("epoch")
+    if instance_id is None and epoch is None:
+        return None
+    if instance_id is None or epoch is None:
+        raise invalid("'instanceId' and 'epoch' go together: give both or neither")
+    return SessionGuard(instance_id, epoch)
+
+
 def _json(agent: Agent, status: int = 200) -> web.Response:
     return ok(agent.to_json(), status)
 
@@ -57,6 +69,9 @@ async def register(request: web.Request) -> web.Response:
     body = await read_json(request)
     fields = agent_fields(body, include_identity=True)
     fields["id"] = body.required_agent_id("id")
+    instance_id = body.text("instanceId", max_len=128)
+    if instance_id is not None:
+        fields["instance_id"] = instance_id
     agent, created = await context_of(request).store.register_agent(fields)
     return _json(agent, 201 if created else 200)
 
@@ -108,7 +123,8 @@ async def heartbeat(request: web.Request) -> web.Response:
     agent_id = path_agent_id(request)
     body = await read_optional_json(request)
     status = body.choice("status", AGENT_STATUSES)
-    agent = await context_of(request).store.heartbeat(agent_id, status)
+    guard = session_guard(body)
+    agent = await context_of(request).store.heartbeat(agent_id, status, guard)
     if agent is None:
         raise not_found(f"agent '{agent_id}' is not registered; register it again")
     return _json(agent)
@@ -127,13 +143,15 @@ async def patch(request: web.Request) -> web.Response:
     agent_id = path_agent_id(request)
     body = await read_json(request)
     changes = agent_fields(body, include_identity=False)
+    guard = session_guard(body)
     if not changes:
         raise invalid(f"nothing to change: give any of {', '.join(EDITABLE)}")
-    return await _update(request, agent_id, changes)
+    return await _update(request, agent_id, changes, guard)
 
 
-async def _update(request: web.Request, agent_id: str, changes: dict[str, Any]) -> web.Response:
-    agent = await context_of(request).store.update_agent(agent_id, changes)
+async def _update(request: web.Request, agent_id: str, changes: dict[str, Any],
+                  guard: SessionGuard | None = None) -> web.Response:
+    agent = await context_of(request).store.update_agent(agent_id, changes, guard)
     if agent is None:
         raise not_found(f"agent '{agent_id}' is not registered")
     return _json(agent)

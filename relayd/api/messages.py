@@ -81,6 +81,7 @@ def _query(request: web.Request) -> tuple[MessageQuery, int]:
     query = MessageQuery(
         reader=reader,
         unread=query_bool(request, "unread"),
+        undelivered=query_bool(request, "undelivered"),
         since=query_int(request, "since", minimum=0),
         limit=query_limit(request),
         channel=query_text(request, "channel", max_len=128),
@@ -166,9 +167,14 @@ async def mark(request: web.Request) -> web.Response:
     body = await read_json(request)
     agent_id = body.required_agent_id("agent")
     read = body.boolean("read")
-    if read is None:
-        raise invalid("'read' is required (true or false)")
-    message = await context_of(request).store.set_read(message_id, agent_id, read)
+    delivered = body.boolean("delivered")
+    if read is None and delivered is None:
+        raise invalid("'read' or 'delivered' is required (true or false)")
+    store = context_of(request).store
+    if delivered is not None:
+        message = await store.set_delivered(message_id, agent_id, delivered)
+    if read is not None:
+        message = await store.set_read(message_id, agent_id, read)
     return ok(message.to_json())
 
 

@@ -129,6 +129,10 @@ SCHEMAS: dict[str, Schema] = {
             "version": nullable({"type": "string"}),
             "registeredAt": TIMESTAMP,
             "lastSeenAt": TIMESTAMP,
+            "epoch": {**POSITIVE_ID, "description": "session guard: grows each time a "
+                      "registration with a new instanceId takes the agent over"},
+            "instanceId": nullable({"type": "string", "description": "the provider instance "
+                                    "holding the current epoch"}),
         },
         [
             "id", "label", "machine", "project", "provider", "tags", "capabilities",
@@ -153,6 +157,11 @@ SCHEMAS: dict[str, Schema] = {
             "taskId": {**POSITIVE_ID, "description": "present when the message belongs to a task"},
             "read": {"type": "boolean", "description": "inbox listings (?for=) and PATCH only"},
             "readAt": {**OPTIONAL_TIMESTAMP, "description": "inbox listings and PATCH only"},
+            "delivered": {"type": "boolean",
+                          "description": "inbox listings and PATCH only: its provider "
+                          "delivered it into the session"},
+            "deliveredAt": {**OPTIONAL_TIMESTAMP,
+                            "description": "inbox listings and PATCH only"},
         },
         [
             "id", "from", "to", "subject", "body", "channel", "replyTo", "threadId",
@@ -324,17 +333,29 @@ AGENT_FIELDS: dict[str, Schema] = {
 IDENTITY_FIELDS: dict[str, Schema] = {
     name: nullable(text(256)) for name in ("machine", "project", "provider", "version")
 }
+SESSION_GUARD_FIELDS: dict[str, Schema] = {
+    "instanceId": nullable(text(128, description="session guard: this provider instance "
+                                "(give with epoch)")),
+    "epoch": nullable({**POSITIVE_ID, "description": "session guard: the epoch its "
+                       "registration answered (give with instanceId); 409 when a newer "
+                       "session took over"}),
+}
 AGENT_ACTOR = obj({"agent": AGENT_ID}, ["agent"])
 AGENT_ACTOR_WITH_REASON = obj({"agent": AGENT_ID, "reason": nullable(text(1024))}, ["agent"])
 
 BODIES: dict[str, Schema] = {
-    "AgentRegistration": obj({"id": AGENT_ID, **AGENT_FIELDS, **IDENTITY_FIELDS}, ["id"]),
+    "AgentRegistration": obj({
+        "id": AGENT_ID, **AGENT_FIELDS, **IDENTITY_FIELDS,
+        "instanceId": nullable(text(128, description="session guard: a new instance takes "
+                                    "the agent over (the answer's epoch grows)")),
+    }, ["id"]),
     "AgentChanges": obj(
-        AGENT_FIELDS,
+        {**AGENT_FIELDS, **SESSION_GUARD_FIELDS},
         description="at least one of the fields, not null",
         anyOf=[{"required": [name]} for name in AGENT_FIELDS],
     ),
-    "Heartbeat": obj({"status": nullable({"type": "string", "enum": AGENT_STATUSES})}),
+    "Heartbeat": obj({"status": nullable({"type": "string", "enum": AGENT_STATUSES}),
+                      **SESSION_GUARD_FIELDS}),
     "Label": obj({"label": text(256)}, ["label"]),
     "NewMessage": obj(
         {
@@ -350,7 +371,12 @@ BODIES: dict[str, Schema] = {
         ["from", "to", "body"],
     ),
     "Claim": AGENT_ACTOR,
-    "ReadMark": obj({"agent": AGENT_ID, "read": {"type": "boolean"}}, ["agent", "read"]),
+    "ReadMark": obj(
+        {"agent": AGENT_ID, "read": {"type": "boolean"}, "delivered": {"type": "boolean"}},
+        ["agent"],
+        description="read and/or delivered (at least one)",
+        anyOf=[{"required": ["read"]}, {"required": ["delivered"]}],
+    ),
     "NewPair": obj(
         {
             "from": AGENT_ID,
@@ -477,6 +503,8 @@ AGENT_FILTERS = [
 MESSAGE_FILTERS = [
     query("for", AGENT_ID, "the inbox of this registered agent (404 if unknown)"),
     query("unread", {"type": "boolean"}, "with for=: only messages it has not read", empty=True),
+    query("undelivered", {"type": "boolean"},
+          "with for=: only messages its provider has not delivered yet", empty=True),
     query(
         "since",
         {"type": "integer", "minimum": 0, "maximum": MAX_ID},
@@ -610,7 +638,7 @@ AGENTS: dict[str, dict[str, Any]] = {
             "operationId": "updateAgent",
             "summary": "Change any of label, tags, capabilities, channels, status, approval, meta",
             "requestBody": request_body("AgentChanges"),
-            "responses": {"200": answer("the agent", "Agent"), **errors(400, 404, 413)},
+            "responses": {"200": answer("the agent", "Agent"), **errors(400, 404, 409, 413)},
         },
         "delete": {
             "operationId": "deleteAgent",
@@ -622,9 +650,10 @@ AGENTS: dict[str, dict[str, Any]] = {
         "parameters": [param("AgentIdPath")],
         "post": {
             "operationId": "heartbeat",
-            "summary": "Refresh lastSeenAt, optionally set status; 404 means register again",
+            "summary": "Refresh lastSeenAt, optionally set status; 404 means register again, "
+            "409 that a newer session took over",
             "requestBody": request_body("Heartbeat", required=False),
-            "responses": {"200": answer("the agent", "Agent"), **errors(400, 404, 413)},
+            "responses": {"200": answer("the agent", "Agent"), **errors(400, 404, 409, 413)},
         },
     },
     "/agents/{id}/label": {
@@ -672,10 +701,11 @@ MESSAGES: dict[str, dict[str, Any]] = {
         },
         "patch": {
             "operationId": "markMessage",
-            "summary": "Mark read or unread for one recipient",
+            "summary": "Mark read/unread and/or delivered for one recipient",
             "requestBody": request_body("ReadMark"),
             "responses": {
-                "200": answer("the message with read and readAt", "Message"),
+                "200": answer("the message with read, readAt, delivered, deliveredAt",
+                              "Message"),
                 **errors(400, 404, 413),
             },
         },

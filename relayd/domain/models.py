@@ -48,6 +48,8 @@ class Agent:
     version: str | None = None
     registered_at: int = 0
     last_seen_at: int = 0
+    epoch: int = 1  # grows each time a new provider instance takes the agent over
+    instance_id: str | None = None  # the provider instance that holds the current epoch
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +67,8 @@ class Agent:
             "version": self.version,
             "registeredAt": iso(self.registered_at),
             "lastSeenAt": iso(self.last_seen_at),
+            "epoch": self.epoch,
+            "instanceId": self.instance_id,
         }
 
     def subscribes(self, channel: str | None) -> bool:
@@ -88,6 +92,7 @@ class Message:
     meta: dict[str, Any] = field(default_factory=dict)
     task_id: int | None = None
     read_at: int | None = None  # for one reader, in inbox listings
+    delivered_at: int | None = None  # for one reader: when its provider delivered it
     reader: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -111,6 +116,8 @@ class Message:
         if self.reader is not None:
             data["read"] = self.read_at is not None
             data["readAt"] = iso(self.read_at)
+            data["delivered"] = self.delivered_at is not None
+            data["deliveredAt"] = iso(self.delivered_at)
         return data
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from relayd.domain.models import Agent, Event, Message, Pair
+from relayd.domain.sessions import SessionGuard
 from relayd.domain.tasks import (
     Delivery,
     IngressEvent,
@@ -74,6 +75,7 @@ class ChannelLink:
 class MessageQuery:
     reader: str | None = None
     unread: bool = False
+    undelivered: bool = False
     since: int | None = None
     limit: int = 100
     channel: str | None = None
@@ -110,10 +112,14 @@ class Store(abc.ABC):
     async def list_agents(self, flt: AgentFilter) -> list[Agent]: ...
 
     @abc.abstractmethod
-    async def heartbeat(self, agent_id: str, status: str | None) -> Agent | None: ...
+    async def heartbeat(self, agent_id: str, status: str | None,
+                        guard: SessionGuard | None = None) -> Agent | None:
+        """Refresh lastSeenAt (and status); None for unknown ids; 409 when the guard's session
+        was taken over."""
 
     @abc.abstractmethod
-    async def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None: ...
+    async def update_agent(self, agent_id: str, changes: dict[str, Any],
+                           guard: SessionGuard | None = None) -> Agent | None: ...
 
     @abc.abstractmethod
     async def delete_agent(self, agent_id: str) -> bool: ...
@@ -139,6 +145,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def set_read(self, message_id: int, agent_id: str, read: bool) -> Message: ...
+
+    @abc.abstractmethod
+    async def set_delivered(self, message_id: int, agent_id: str, delivered: bool) -> Message:
+        """Record that agent_id's provider delivered the message into its session."""
 
     @abc.abstractmethod
     async def delete_message(self, message_id: int) -> bool: ...

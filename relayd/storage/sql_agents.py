@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from relayd.domain import sessions
 from relayd.domain.models import Agent
+from relayd.domain.sessions import SessionGuard
 from relayd.domain.targets import may_receive, parse_target
-from relayd.errors import not_found
+from relayd.errors import ApiError, conflict, not_found
 from relayd.storage.base import AgentFilter
 from relayd.storage.sqlite_tx import Tx, dumps, loads
 
@@ -31,6 +33,8 @@ def row_to_agent(row: sqlite3.Row) -> Agent:
         version=row["version"],
         registered_at=row["registered_at"],
         last_seen_at=row["last_seen_at"],
+        epoch=row["epoch"],
+        instance_id=row["instance_id"],
     )
 
 
@@ -64,6 +68,7 @@ def register(tx: Tx, fields: dict[str, Any]) -> tuple[Agent, bool]:
     created = existing is None
     agent = existing or Agent(id=fields["id"], registered_at=tx.now)
     was_status = None if existing is None else existing.status
+    agent.epoch, agent.instance_id = sessions.next_epoch(existing, fields.get("instance_id"))
     _apply(agent, fields)
     if "status" not in fields or agent.status == "offline":
         agent.status = "online"
@@ -75,10 +80,26 @@ def register(tx: Tx, fields: dict[str, Any]) -> tuple[Agent, bool]:
     return agent, created
 
 
-def heartbeat(tx: Tx, agent_id: str, status: str | None) -> Agent | None:
+def superseded_error(agent: Agent) -> ApiError:
+    return conflict(
+        "invalid_state",
+        f"a newer session of agent '{agent.id}' took over (epoch {agent.epoch}); "
+        "this session must stop acting for it",
+        superseded=True, epoch=agent.epoch,
+    )
+
+
+def _guard(agent: Agent, guard: SessionGuard | None) -> None:
+    if sessions.superseded(agent, guard):
+        raise superseded_error(agent)
+
+
+def heartbeat(tx: Tx, agent_id: str, status: str | None,
+              guard: SessionGuard | None = None) -> Agent | None:
     agent = get(tx, agent_id)
     if agent is None:
         return None
+    _guard(agent, guard)
     was_status = agent.status
     agent.status = status or ("online" if agent.status == "offline" else agent.status)
     agent.last_seen_at = tx.now
@@ -88,10 +109,12 @@ def heartbeat(tx: Tx, agent_id: str, status: str | None) -> Agent | None:
     return agent
 
 
-def update(tx: Tx, agent_id: str, changes: dict[str, Any]) -> Agent | None:
+def update(tx: Tx, agent_id: str, changes: dict[str, Any],
+           guard: SessionGuard | None = None) -> Agent | None:
     agent = get(tx, agent_id)
     if agent is None:
         return None
+    _guard(agent, guard)
     _apply(agent, changes)
     _save(tx, agent)
     tx.emit("agent.status", agent.to_json())
@@ -125,13 +148,14 @@ def _save(tx: Tx, agent: Agent) -> None:
     tx.run(
         """INSERT INTO agents (id, label, machine, project, provider, tags, capabilities,
                channels, status, approval, meta, version, registered_at, last_seen_at,
-               offline_since)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               offline_since, epoch, instance_id)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT(id) DO UPDATE SET label=excluded.label, machine=excluded.machine,
                project=excluded.project, provider=excluded.provider, tags=excluded.tags,
                capabilities=excluded.capabilities, channels=excluded.channels,
                status=excluded.status, approval=excluded.approval, meta=excluded.meta,
                version=excluded.version, last_seen_at=excluded.last_seen_at,
+               epoch=excluded.epoch, instance_id=excluded.instance_id,
                offline_since=CASE WHEN excluded.status = 'offline'
                    THEN COALESCE(agents.offline_since, excluded.offline_since) ELSE NULL END""",
         (
@@ -150,6 +174,8 @@ def _save(tx: Tx, agent: Agent) -> None:
             agent.registered_at,
             agent.last_seen_at,
             offline_since,
+            agent.epoch,
+            agent.instance_id,
         ),
     )
 

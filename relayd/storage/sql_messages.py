@@ -32,6 +32,7 @@ def row_to_message(row: sqlite3.Row, reader: str | None = None) -> Message:
         meta=loads(row["meta"], {}),
         task_id=row["task_id"],
         read_at=row["read_at"] if "read_at" in keys else None,
+        delivered_at=row["delivered_at"] if "delivered_at" in keys else None,
         reader=reader,
     )
 
@@ -202,10 +203,12 @@ def list_messages(tx: Tx, query: MessageQuery) -> list[Message]:
     params: list[Any] = []
     if query.reader is not None:
         source = "messages m JOIN deliveries d ON d.message_id = m.id AND d.agent_id = ?"
-        columns = "m.*, d.read_at AS read_at"
+        columns = "m.*, d.read_at AS read_at, d.delivered_at AS delivered_at"
         params.append(query.reader)
         if query.unread:
             clauses.append("d.read_at IS NULL")
+        if query.undelivered:
+            clauses.append("d.delivered_at IS NULL")
     else:
         source, columns = "messages m", "m.*"
     for column, value in (
@@ -278,9 +281,27 @@ def set_read(tx: Tx, message_id: int, agent_id: str, read: bool) -> Message:
     )
     if cursor.rowcount == 0:
         raise forbidden(f"agent '{agent_id}' is not a recipient of message {message_id}")
+    return _for_reader(tx, message_id, agent_id)
+
+
+def set_delivered(tx: Tx, message_id: int, agent_id: str, delivered: bool) -> Message:
+    """Record (or clear) that agent_id's provider delivered the message into its session;
+    the first delivery time is kept."""
+    require(tx, message_id)
+    cursor = tx.run(
+        "UPDATE deliveries SET delivered_at = CASE WHEN ? THEN COALESCE(delivered_at, ?)"
+        " ELSE NULL END WHERE message_id = ? AND agent_id = ?",
+        (1 if delivered else 0, tx.now, message_id, agent_id),
+    )
+    if cursor.rowcount == 0:
+        raise forbidden(f"agent '{agent_id}' is not a recipient of message {message_id}")
+    return _for_reader(tx, message_id, agent_id)
+
+
+def _for_reader(tx: Tx, message_id: int, agent_id: str) -> Message:
     row = tx.one(
-        "SELECT m.*, d.read_at AS read_at FROM messages m JOIN deliveries d"
-        " ON d.message_id = m.id AND d.agent_id = ? WHERE m.id = ?",
+        "SELECT m.*, d.read_at AS read_at, d.delivered_at AS delivered_at FROM messages m"
+        " JOIN deliveries d ON d.message_id = m.id AND d.agent_id = ? WHERE m.id = ?",
         (agent_id, message_id),
     )
     assert row is not None

@@ -21,6 +21,7 @@ import aiosqlite
 
 from relayd import private_files
 from relayd.domain.models import Agent, Event, Message, Pair
+from relayd.domain.sessions import SessionGuard
 from relayd.domain.tasks import (
     Delivery,
     IngressEvent,
@@ -283,15 +284,17 @@ class SQLiteStore(Store):
     async def list_agents(self, flt: AgentFilter) -> list[Agent]:
         return await self._read(partial(sql_agents.list_agents, flt=flt))
 
-    async def heartbeat(self, agent_id: str, status: str | None) -> Agent | None:
+    async def heartbeat(self, agent_id: str, status: str | None,
+                        guard: SessionGuard | None = None) -> Agent | None:
         result: Agent | None = await self._write(
-            partial(sql_agents.heartbeat, agent_id=agent_id, status=status)
+            partial(sql_agents.heartbeat, agent_id=agent_id, status=status, guard=guard)
         )
         return result
 
-    async def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None:
+    async def update_agent(self, agent_id: str, changes: dict[str, Any],
+                           guard: SessionGuard | None = None) -> Agent | None:
         result: Agent | None = await self._write(
-            partial(sql_agents.update, agent_id=agent_id, changes=changes)
+            partial(sql_agents.update, agent_id=agent_id, changes=changes, guard=guard)
         )
         return result
 
@@ -328,6 +331,13 @@ class SQLiteStore(Store):
         result: Message = await self._write(
             partial(sql_messages.set_read, message_id=message_id, agent_id=agent_id, read=read)
         )
+        return result
+
+    async def set_delivered(self, message_id: int, agent_id: str, delivered: bool) -> Message:
+        result: Message = await self._write(partial(
+            sql_messages.set_delivered, message_id=message_id, agent_id=agent_id,
+            delivered=delivered,
+        ))
         return result
 
     async def delete_message(self, message_id: int) -> bool:

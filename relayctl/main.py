@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "messaging",
     "codex",
     "whoami",
+    "claude",
 )
 
 
@@ -96,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if len(args_list) == 2 and args_list[0] == "claude" and args_list[1] == "hook":
+        pass  # no EVENT: let argparse say so
+    elif len(args_list) == 3 and args_list[:2] == ["claude", "hook"] \
+            and args_list[2] not in ("-h", "--help"):
+        # Claude Code runs this on every tool call: skip building the whole command table.
+        from relayctl.providers import claude_hook
+
+        return claude_hook.run(args_list[2])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -1,8 +1,9 @@
-"""`relayctl provider refresh|install`: bring the coding-agent providers in line with this relay.
+"""`relayctl provider install|status|refresh`: the coding-agent providers and this relay.
 
-`refresh` reports the providers it knows and what it finds of them (config directory, CLI on
-PATH), and brings an installed integration up to date (``refresh_provider``); `install NAME`
-installs one (``INSTALLERS``: codex → relayctl.providers.codex.install).
+`install NAME` installs one provider's relay integration (``INSTALLERS``: codex →
+relayctl.providers.codex.install; claude → relayctl.providers.claude_install, with the real
+`claude` CLI); `status` reports what is installed and at which version; `refresh` (also run by
+`relayctl upgrade`) reports every known provider and brings an installed integration up to date.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ PROVIDERS: tuple[Provider, ...] = (
     Provider("codex", "codex", "CODEX_HOME", ".codex"),
 )
 PROVIDER_NAMES = tuple(p.name for p in PROVIDERS)
+ALIASES = {"claude": "claude-code"}
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -63,21 +65,34 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     install = actions.add_parser(
         "install",
         parents=[common],
-        help="install the relay integration into a provider (codex)",
-        description="Install the relay integration into a provider's config directory. codex: "
+        help="install the relay integration into a provider (claude, codex)",
+        description="Install the relay integration into a provider. claude (or claude-code): "
+        "add the plugin marketplace shipped with this package and install the agent-relay "
+        "plugin with the `claude` CLI (AGENT_RELAY_CLAUDE_BIN, else claude on PATH). codex: "
         "the agent-relay plugin (skill and SessionStart hook) into CODEX_HOME, keeping the "
         "other settings of its config.toml.",
     )
-    install.add_argument("name", metavar="PROVIDER", choices=sorted(INSTALLERS),
-                         help="the provider: " + ", ".join(sorted(INSTALLERS)))
+    install.add_argument("name", metavar="PROVIDER",
+                         choices=sorted({*INSTALLERS, "claude", "claude-code"}),
+                         help="the provider: claude, codex")
     install.set_defaults(func=cmd_install)
+    status = actions.add_parser(
+        "status", parents=[common], help="what is installed into each provider",
+        description="Report each provider: whether its CLI is there and recent enough, and "
+        "whether the relay integration is installed, at which version.",
+    )
+    status.add_argument(
+        "--providers", action="append", metavar="NAME[,NAME]",
+        help="only these providers (repeatable or comma-separated; default: all)",
+    )
+    status.set_defaults(func=cmd_status)
 
 
 def select(requested: Sequence[str] | None) -> list[Provider]:
     """The providers named (comma lists allowed), in the known order; unknown names are usage."""
     if not requested:
         return list(PROVIDERS)
-    names = set(comma_or_many(list(requested)) or [])
+    names = {ALIASES.get(n, n) for n in comma_or_many(list(requested)) or []}
     unknown = sorted(names - set(PROVIDER_NAMES))
     if unknown:
         raise CliError(
@@ -117,6 +132,8 @@ INSTALLERS: dict[str, Callable[[bool], dict[str, Any] | None]] = {"codex": insta
 
 
 def cmd_install(args: argparse.Namespace) -> int:
+    if ALIASES.get(args.name, args.name) == "claude-code":
+        return cmd_install_claude(args)
     result = INSTALLERS[args.name](False) or {}
     human = (f"{args.name}: agent-relay plugin {result.get('version')} installed in "
              f"{result.get('codexHome')}"
@@ -127,6 +144,8 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 def refresh_provider(provider: Provider, report: dict[str, Any]) -> dict[str, Any]:
     """Bring an installed integration up to date; providers without one: nothing changes."""
+    if provider.name == "claude-code":
+        return _refresh_claude(report)
     installer = INSTALLERS.get(provider.name)
     if installer is not None and report["state"] == "detected":
         result = installer(True)
@@ -150,5 +169,84 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         f"{'  cli ' + r['cli'] if r['cli'] else ''}  → {r['action']}"
         for r in reports
     ]
+    emit(args, {"providers": reports}, "\n".join(lines))
+    return ExitCode.OK
+
+
+# ----------------------------------------------------------------------------- Claude Code
+
+
+def _claude_report(report: dict[str, Any]) -> dict[str, Any]:
+    from relayctl.providers import claude_install
+
+    cli = claude_install.find_cli()
+    plugin = claude_install.installed(cli)
+    report.update(
+        cli=cli.path, cliVersion=cli.version_text, problem=cli.problem(),
+        pluginInstalled=plugin is not None,
+        pluginVersion=(plugin or {}).get("version"),
+        pluginEnabled=(plugin or {}).get("enabled"),
+        packagedVersion=claude_install.plugin_version(),
+    )
+    return report
+
+
+def _refresh_claude(report: dict[str, Any]) -> dict[str, Any]:
+    from relayctl.providers import claude_install
+
+    _claude_report(report)
+    if report["problem"] or not report["pluginInstalled"]:
+        report["action"] = ("skipped: " + report["problem"] if report["problem"] else
+                            "plugin not installed (relayctl provider install claude)")
+        return report
+    try:
+        claude_install.install(claude_install.find_cli(), refresh=True)
+    except claude_install.InstallError as exc:
+        report["action"] = f"refresh failed: {exc}"
+        return report
+    report["refreshed"] = True
+    report["action"] = "plugin refreshed"
+    return report
+
+
+def _claude_line(report: dict[str, Any]) -> str:
+    if report.get("problem"):
+        return f"claude-code  {report['problem']}"
+    if report.get("pluginInstalled"):
+        enabled = "" if report.get("pluginEnabled") is not False else " (disabled)"
+        return (f"claude-code  plugin agent-relay {report.get('pluginVersion')} installed"
+                f"{enabled}; Claude Code {report.get('cliVersion')} at {report.get('cli')}")
+    return (f"claude-code  plugin not installed (relayctl provider install claude); Claude "
+            f"Code {report.get('cliVersion')} at {report.get('cli')}")
+
+
+def cmd_install_claude(args: argparse.Namespace) -> int:
+    from relayctl.providers import claude_install
+
+    cli = claude_install.find_cli()
+    try:
+        steps = claude_install.install(cli)
+    except claude_install.InstallError as exc:
+        raise CliError(f"cannot install the Claude Code plugin: {exc}") from None
+    plugin = claude_install.installed(cli) or {}
+    data = {"provider": "claude-code", "steps": steps, "cli": cli.path,
+            "cliVersion": cli.version_text, "plugin": plugin}
+    emit(args, data, f"installed the agent-relay plugin {plugin.get('version', '')} into "
+         f"Claude Code {cli.version_text} ({cli.path}); it takes effect in new sessions")
+    return ExitCode.OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    reports = []
+    lines = []
+    for provider in select(args.providers):
+        report = inspect(provider)
+        if provider.name == "claude-code":
+            _claude_report(report)
+            lines.append(_claude_line(report))
+        else:
+            lines.append(f"{provider.name:<12} {report['state']}"
+                         f"{'  cli ' + report['cli'] if report['cli'] else ''}")
+        reports.append(report)
     emit(args, {"providers": reports}, "\n".join(lines))
     return ExitCode.OK

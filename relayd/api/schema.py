@@ -190,6 +190,8 @@ SCHEMAS: dict[str, Schema] = {
         {
             "status": {"type": "string", "enum": ["ok", "stopping", "unavailable"]},
             "version": {"type": "string"},
+            "staleTtlMs": {"type": "integer", "description": "STALE_TTL_MS: providers "
+                           "heartbeat at least every third of it"},
         },
         ["status", "version"],
     ),

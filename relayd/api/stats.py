@@ -57,4 +57,6 @@ async def health(request: web.Request) -> web.Response:
                 "code": "unavailable",
             },
         )
-    return ok({"status": "ok", "version": __version__})
+    # staleTtlMs: providers heartbeat at least every third of it.
+    return ok({"status": "ok", "version": __version__,
+               "staleTtlMs": ctx.settings.stale_ttl_ms})

@@ -24,6 +24,7 @@ import http.client
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
@@ -45,7 +46,6 @@ MIN_BACKOFF, MAX_BACKOFF = 0.1, 1.0
 HTTP_TIMEOUT = 5.0
 REMEMBERED = 20_000
 ID_WAIT_NOTICE = 10.0
-POLL_SECONDS = 0.5  # how often a quiet stream checks for a takeover or a new agent id
 IDLE_SECONDS = 45.0  # the relay sends a comment at least every 15 s
 
 
@@ -76,6 +76,7 @@ class Monitor:
         self.print_lock = threading.Lock()
         self.down_since: float | None = None
         self.said: set[str] = set()
+        self._conn: http.client.HTTPConnection | None = None
 
     # ------------------------------------------------------------------ messages to people
 
@@ -231,7 +232,12 @@ class Monitor:
                 delay = min(MAX_BACKOFF * 2, delay * 2)
 
     def heartbeat_worker(self) -> None:
-        while not self.stop.wait(self.heartbeat_interval):
+        last = time.monotonic()
+        while not self.stop.wait(0.2):
+            # The interval follows what the relay says its STALE_TTL_MS is (learnt late).
+            if time.monotonic() - last < self.heartbeat_interval:
+                continue
+            last = time.monotonic()
             # A relay that is down: the stream loop notices it and says so once.
             with contextlib.suppress(CliError):
                 self.heartbeat_once()
@@ -242,6 +248,7 @@ class Monitor:
             self.agent_id = wanted
             self.register()
             self.reconnect.set()
+            self.interrupt()
             return
         if self.check_paused():
             return
@@ -257,6 +264,7 @@ class Monitor:
             if exc.status == 404:  # pruned: register again
                 self.register()
                 self.reconnect.set()
+                self.interrupt()
             elif exc.status == 409:
                 self.become_standby()
             else:
@@ -271,6 +279,7 @@ class Monitor:
             self.paused.set()
             self.note("paused", f"{self.agent_id} was disconnected; delivery paused")
             self.reconnect.set()
+            self.interrupt()
         elif not disconnected and self.paused.is_set():
             self.paused.clear()
             self.said.discard("paused")
@@ -284,6 +293,7 @@ class Monitor:
             self.note("standby", f"another window of this session took over agent "
                       f"{self.agent_id}; this monitor stands by")
             self.reconnect.set()
+            self.interrupt()
 
     def try_take_back(self) -> None:
         """Standing by: take the agent back once the newer session has gone offline."""
@@ -350,6 +360,7 @@ class Monitor:
         if last_id:
             headers["Last-Event-ID"] = last_id
         conn = self.client.connection(HTTP_TIMEOUT)
+        self._conn = conn
         try:
             conn.request("GET", self.client.path("/events", {"for": self.agent_id}),
                          headers=headers)
@@ -359,29 +370,44 @@ class Monitor:
                               f"{response.status}")
             self.relay_back()
             self.catch_up()
-            silent_since = time.monotonic()
             while not self.stop.is_set():
                 if self.superseded.is_set() or self.paused.is_set():
                     raise Superseded()
                 if self.reconnect.is_set():
                     return parser.last_id
                 if conn.sock is not None:
-                    conn.sock.settimeout(POLL_SECONDS)
+                    conn.sock.settimeout(IDLE_SECONDS)
                 try:
                     raw = response.readline()
                 except TimeoutError:
-                    if time.monotonic() - silent_since > IDLE_SECONDS:
-                        raise Dropped("the event stream went silent") from None
-                    continue
+                    raise Dropped("the event stream went silent") from None
+                except (OSError, ValueError, http.client.HTTPException) as exc:
+                    if self.interrupted():
+                        continue  # the loop head says why
+                    raise Dropped(f"the event stream broke ({type(exc).__name__})") from None
                 if not raw:
+                    if self.interrupted():
+                        continue
                     raise Dropped("the relay closed the event stream")
-                silent_since = time.monotonic()
                 event = parser.feed(raw.decode("utf-8", errors="replace"))
                 if event is not None and event.type == "message.new":
                     self.deliver(event.data)
             return parser.last_id
         finally:
+            self._conn = None
             conn.close()
+
+    def interrupted(self) -> bool:
+        return (self.reconnect.is_set() or self.superseded.is_set() or self.paused.is_set()
+                or self.stop.is_set())
+
+    def interrupt(self) -> None:
+        """Wake the stream reader (blocked on the socket) so it acts on a flag just set."""
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class Dropped(Exception):

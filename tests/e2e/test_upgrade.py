@@ -24,12 +24,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_TOOL = Path(__file__).with_name("fake_service_tool.py")
-SOURCES = ("pyproject.toml", "README.md", "relayd", "relayctl", "packaging")
+SOURCES = ("pyproject.toml", "README.md", "relayd", "relayctl", "packaging", "providers")
 TOKEN = "upgrade-test-token-0123456789"
 TEMPLATES = (
     "agent_relay_packaging/systemd/agent-relay.service.in",
     "agent_relay_packaging/launchd/dev.agentrelay.relayd.plist.in",
     "agent_relay_packaging/windows/agent-relay-task.xml.in",
+    # the Claude Code plugin and its marketplace (relayctl provider install claude)
+    "agent_relay_providers/.claude-plugin/marketplace.json",
+    "agent_relay_providers/claude/.claude-plugin/plugin.json",
+    "agent_relay_providers/claude/hooks/hooks.json",
+    "agent_relay_providers/claude/monitors/monitors.json",
+    "agent_relay_providers/claude/scripts/relay.sh",
+    "agent_relay_providers/claude/skills/message/SKILL.md",
 )
 
 

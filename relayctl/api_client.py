@@ -237,13 +237,15 @@ class RelayError(CliError):
     """The relay refused a request: its HTTP status and machine code, for callers that act on
     them (a heartbeat that gets 404 registers again)."""
 
-    def __init__(self, message: str, status: int, code: str | None) -> None:
+    def __init__(self, message: str, status: int, code: str | None,
+                 payload: dict[str, Any] | None = None) -> None:
         # A 400 invalid_request names an argument the user gave (a bad target, id or value):
         # a usage error, like the ones argparse catches.
         usage = status == 400 and code == "invalid_request"
         super().__init__(message, ExitCode.USAGE if usage else ExitCode.FAILURE)
         self.status = status
         self.error_code = code
+        self.payload = payload or {}  # the relay's error JSON as it came: {error, code, ...}
 
 
 def api_error(status: int, data: Any) -> RelayError:
@@ -257,4 +259,4 @@ def api_error(status: int, data: Any) -> RelayError:
         message += "; candidates: " + ", ".join(str(c) for c in candidates)
     if status == 401:
         message += "; check AGENT_RELAY_TOKEN"
-    return RelayError(message, status, code if isinstance(code, str) else None)
+    return RelayError(message, status, code if isinstance(code, str) else None, data)

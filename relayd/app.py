@@ -12,6 +12,7 @@ from relayd.auth import authorize
 from relayd.browser_guard import check_host, check_json_body, check_origin
 from relayd.context import CONTEXT, Context, context_of
 from relayd.errors import Handler, error_response, forbidden
+from relayd.mcp import http as mcp_http
 
 Route = tuple[str, str, Handler]
 
@@ -52,6 +53,10 @@ ROUTES: list[Route] = [
     ("GET", "/api/tasks/{id}/events", tasks.events),
     ("POST", "/api/tasks/{id}/claim", tasks.claim),
     ("PATCH", "/api/tasks/{id}/status", tasks.set_status),
+    # The Model Context Protocol (streamable HTTP); the SDK loads on first use.
+    ("POST", "/mcp", mcp_http.handle),
+    ("GET", "/mcp", mcp_http.handle),
+    ("DELETE", "/mcp", mcp_http.handle),
 ]
 
 CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"

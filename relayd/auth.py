@@ -63,17 +63,25 @@ def unauthorized() -> ApiError:
     )
 
 
+MCP_PATH = "/mcp"
+
+
 def authorize(request: web.Request) -> None:
-    """Identify the caller of an /api/ request and check the handler's declared scope."""
-    if not request.path.startswith("/api/") or request.method == "OPTIONS":
+    """Identify the caller of an /api/ or /mcp request and check the handler's declared scope
+    (each MCP tool checks its own scope with `require_scope`)."""
+    path = request.path
+    if not (path.startswith("/api/") or path == MCP_PATH) or request.method == "OPTIONS":
         return
     principal = identify(context_of(request).settings, presented_token(request))
     if principal is None:
         raise unauthorized()
-    scope = getattr(request.match_info.handler, "scope", None)
+    require_scope(principal, getattr(request.match_info.handler, "scope", None))
+    request[PRINCIPAL] = principal
+
+
+def require_scope(principal: Principal, scope: str | tuple[str, ...] | None) -> None:
     if not principal.allows(scope):
         raise forbidden(f"this token lacks the scope {_describe(scope)}")
-    request[PRINCIPAL] = principal
 
 
 def check_allow_lists(integration: Integration, target: str | None, channel: str | None) -> None:

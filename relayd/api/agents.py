@@ -18,7 +18,7 @@ from relayd.api.common import (
     read_optional_json,
     requires,
 )
-from relayd.context import context_of
+from relayd.context import Context, context_of
 from relayd.domain.models import AGENT_STATUSES, APPROVALS, Agent
 from relayd.domain.sessions import SessionGuard
 from relayd.errors import invalid, not_found
@@ -66,14 +66,18 @@ def _json(agent: Agent, status: int = 200) -> web.Response:
 
 @requires("agents:write")
 async def register(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    agent, created = await register_from(context_of(request), await read_json(request))
+    return _json(agent, 201 if created else 200)
+
+
+async def register_from(ctx: Context, body: Body) -> tuple[Agent, bool]:
+    """Register or update the agent a body describes (POST /api/agents and MCP)."""
     fields = agent_fields(body, include_identity=True)
     fields["id"] = body.required_agent_id("id")
     instance_id = body.text("instanceId", max_len=128)
     if instance_id is not None:
         fields["instance_id"] = instance_id
-    agent, created = await context_of(request).store.register_agent(fields)
-    return _json(agent, 201 if created else 200)
+    return await ctx.store.register_agent(fields)
 
 
 def _filter(request: web.Request, exclude_offline: bool = False) -> AgentFilter:

@@ -176,13 +176,15 @@ class Body:
             raise invalid(f"'{name}' must be true or false")
         return value
 
-    def integer(self, name: str, *, minimum: int = 1) -> int | None:
+    def integer(self, name: str, *, minimum: int = 1, maximum: int = 2**63 - 1) -> int | None:
         value = self.data.get(name)
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             raise invalid(f"'{name}' must be an integer")
-        if value < minimum or value > 2**63 - 1:
+        if value < minimum or value > maximum:
+            if maximum < 2**63 - 1:
+                raise invalid(f"'{name}' must be at least {minimum} and at most {maximum}")
             raise invalid(f"'{name}' is out of range")
         return value
 
@@ -284,12 +286,17 @@ def query_bool(request: web.Request, name: str) -> bool:
 
 def idempotency_key(request: web.Request) -> str | None:
     """The Idempotency-Key header: up to 128 characters that storage can keep faithfully."""
-    key = request.headers.get("Idempotency-Key")
+    return checked_idempotency_key(request.headers.get("Idempotency-Key"), "Idempotency-Key")
+
+
+def checked_idempotency_key(key: Any, name: str) -> str | None:
+    """An idempotency key from a header or an MCP tool argument named `name`."""
     if key is None:
         return None
-    if not 1 <= len(key) <= 128:
-        raise invalid("the Idempotency-Key header must be 1 to 128 characters")
-    return clean_text(key, "Idempotency-Key")
+    where = "the Idempotency-Key header" if name == "Idempotency-Key" else f"'{name}'"
+    if not isinstance(key, str) or not 1 <= len(key) <= 128:
+        raise invalid(f"{where} must be 1 to 128 characters")
+    return clean_text(key, name)
 
 
 def path_int(request: web.Request, what: str) -> int:

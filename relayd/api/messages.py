@@ -19,7 +19,7 @@ from relayd.api.common import (
     read_json,
     requires,
 )
-from relayd.auth import check_allow_lists, principal_of
+from relayd.auth import Principal, check_allow_lists, principal_of
 from relayd.context import Context, context_of
 from relayd.domain.models import Event, Message
 from relayd.domain.targets import TargetError, parse_target
@@ -29,7 +29,8 @@ from relayd.storage.base import MessageDraft, MessageQuery, SendResult
 MAX_WAIT_SECONDS = 60
 
 
-def draft_from(body: Body, request: web.Request, max_body_bytes: int) -> MessageDraft:
+def draft_from(body: Body, key: str | None, max_body_bytes: int) -> MessageDraft:
+    """A send's fields, validated (HTTP bodies and MCP tool arguments alike)."""
     sender = body.required_text("from", max_len=128)
     to = body.required_text("to", max_len=256)
     try:
@@ -38,7 +39,6 @@ def draft_from(body: Body, request: web.Request, max_body_bytes: int) -> Message
         raise invalid(str(exc)) from None
     text = body.text_up_to_bytes("body", max_body_bytes, required=True)
     assert text is not None
-    key = idempotency_key(request)
     return MessageDraft(
         sender=sender,
         to=to,
@@ -56,11 +56,17 @@ def draft_from(body: Body, request: web.Request, max_body_bytes: int) -> Message
 async def send(request: web.Request) -> web.Response:
     ctx = context_of(request)
     body = await read_json(request)
-    draft = draft_from(body, request, ctx.settings.max_message_bytes)
-    integration = principal_of(request).integration
+    draft = draft_from(body, idempotency_key(request), ctx.settings.max_message_bytes)
+    return sent(await submit(ctx, principal_of(request), draft))
+
+
+async def submit(ctx: Context, principal: Principal, draft: MessageDraft) -> SendResult:
+    """Send a message on behalf of `principal`: the one path for POST /api/messages and the
+    MCP tools, so allow-lists and provenance apply to both."""
+    integration = principal.integration
     if integration is not None:
         check_allow_lists(integration, draft.to, draft.channel)
-    return sent(await ctx.store.send_message(draft))
+    return await ctx.store.send_message(draft)
 
 
 def sent(result: SendResult) -> web.Response:
@@ -95,15 +101,20 @@ def _query(request: web.Request) -> tuple[MessageQuery, int]:
 
 @requires("messages:read")
 async def list_messages(request: web.Request) -> web.Response:
-    ctx = context_of(request)
     query, wait = _query(request)
+    messages, cursor = await listing(context_of(request), query, wait)
+    return ok({"messages": [m.to_json() for m in messages], "cursor": cursor})
+
+
+async def listing(ctx: Context, query: MessageQuery, wait: int) -> tuple[list[Message], int]:
+    """The messages matching `query` (long-polling up to `wait` s for one) and the cursor."""
     if query.reader is not None and await ctx.store.get_agent(query.reader) is None:
         raise not_found(f"agent '{query.reader}' is not registered")
     messages = await ctx.store.list_messages(query)
     if not messages and wait:
         messages = await _long_poll(ctx, query, wait)
     cursor = max(m.id for m in messages) if messages else await ctx.store.latest_message_id()
-    return ok({"messages": [m.to_json() for m in messages], "cursor": cursor})
+    return messages, cursor
 
 
 async def _long_poll(ctx: Context, query: MessageQuery, wait: int) -> list[Message]:

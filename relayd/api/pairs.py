@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from relayd.api.common import (
+    Body,
     idempotency_key,
     ok,
     path_int,
@@ -15,9 +16,11 @@ from relayd.api.common import (
     requires,
 )
 from relayd.api.messages import sent
-from relayd.context import context_of
+from relayd.context import Context, context_of
+from relayd.domain.models import Pair
 from relayd.domain.pairs import PAIR_STATUSES
 from relayd.errors import invalid, not_found
+from relayd.storage.base import SendResult
 
 MAX_OBJECTIVE = 4096
 
@@ -25,12 +28,16 @@ MAX_OBJECTIVE = 4096
 @requires("pairs:write")
 async def create(request: web.Request) -> web.Response:
     body = await read_json(request)
+    pair, created = await create_from(context_of(request), body, idempotency_key(request))
+    return ok(pair.to_json(), 201 if created else 200)
+
+
+async def create_from(ctx: Context, body: Body, key: str | None) -> tuple[Pair, bool]:
+    """Invite a partner (POST /api/pairs and MCP)."""
     initiator = body.required_agent_id("from")
     to = body.required_text("to", max_len=256)
     objective = body.text("objective", max_len=MAX_OBJECTIVE)
-    key = idempotency_key(request)
-    pair, created = await context_of(request).store.create_pair(initiator, to, objective, key)
-    return ok(pair.to_json(), 201 if created else 200)
+    return await ctx.store.create_pair(initiator, to, objective, key)
 
 
 @requires("pairs:read")
@@ -43,7 +50,10 @@ async def list_pairs(request: web.Request) -> web.Response:
 
 def _statuses(request: web.Request) -> list[str] | None:
     """`?status=pending` or a comma list `?status=pending,active`."""
-    raw = query_text(request, "status", max_len=256)
+    return statuses_from(query_text(request, "status", max_len=256))
+
+
+def statuses_from(raw: str | None) -> list[str] | None:
     if raw is None or raw == "":
         return None
     statuses = [s.strip() for s in raw.split(",")]
@@ -65,10 +75,14 @@ async def get(request: web.Request) -> web.Response:
 async def _act(request: web.Request, action: str, with_reason: bool) -> web.Response:
     pair_id = path_int(request, "pair")
     body = await read_json(request)
+    return ok((await act(context_of(request), pair_id, action, body, with_reason)).to_json())
+
+
+async def act(ctx: Context, pair_id: int, action: str, body: Body, with_reason: bool) -> Pair:
+    """accept / reject / hangup on behalf of body's `agent` (HTTP and MCP)."""
     agent = body.required_agent_id("agent")
     reason = body.text("reason", max_len=1024) if with_reason else None
-    pair = await context_of(request).store.pair_action(pair_id, action, agent, reason)
-    return ok(pair.to_json())
+    return await ctx.store.pair_action(pair_id, action, agent, reason)
 
 
 @requires("pairs:write")
@@ -91,7 +105,12 @@ async def send_message(request: web.Request) -> web.Response:
     ctx = context_of(request)
     pair_id = path_int(request, "pair")
     body = await read_json(request)
+    return sent(await send_in_pair(ctx, pair_id, body, idempotency_key(request)))
+
+
+async def send_in_pair(ctx: Context, pair_id: int, body: Body, key: str | None) -> SendResult:
+    """A message from a participant to the other one (HTTP and MCP)."""
     sender = body.required_agent_id("from")
     text = body.text_up_to_bytes("body", ctx.settings.max_message_bytes, required=True)
     assert text is not None
-    return sent(await ctx.store.send_pair_message(pair_id, sender, text, idempotency_key(request)))
+    return await ctx.store.send_pair_message(pair_id, sender, text, key)

@@ -70,7 +70,13 @@ async def claim(request: web.Request) -> web.Response:
 async def set_status(request: web.Request) -> web.Response:
     task_id = path_int(request, "task")
     body = await read_json(request)
-    change = StatusChange(
+    task = await context_of(request).store.change_task_status(task_id, status_change(body))
+    return ok(task.to_json())
+
+
+def status_change(body: Body) -> StatusChange:
+    """A task status update's fields, validated (HTTP and MCP)."""
+    return StatusChange(
         agent=body.required_agent_id("agent"),
         status=body.choice("status", STATUSES, required=True) or "",
         progress=_report(body, "progress"),
@@ -78,8 +84,6 @@ async def set_status(request: web.Request) -> web.Response:
         has_progress=body.has("progress"),
         has_result=body.has("result"),
     )
-    task = await context_of(request).store.change_task_status(task_id, change)
-    return ok(task.to_json())
 
 
 def _report(body: Body, name: str) -> Any:

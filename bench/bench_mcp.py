@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from tests.helpers import RelaydProcess  # noqa: E402
 
 TOKEN = "bench-token"
+HTTP_TIMEOUT = httpx2.Timeout(60.0)
 IMPORT_PROBE = """
 import psutil, relayd.lifecycle
 before = psutil.Process().memory_info().rss
@@ -92,7 +93,7 @@ async def main(calls: int) -> None:
             headers = {"Authorization": f"Bearer {TOKEN}"}
             start = time.perf_counter()
             async with (
-                httpx2.AsyncClient(headers=headers) as http,
+                httpx2.AsyncClient(headers=headers, timeout=HTTP_TIMEOUT) as http,
                 streamable_http_client(f"{relay.url}/mcp", http_client=http) as (read, write),
                 ClientSession(read, write) as session,
             ):

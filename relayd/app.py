@@ -167,6 +167,7 @@ def create_app(ctx: Context, extra_routes: list[Route] | None = None) -> web.App
     )
     app[CONTEXT] = ctx
     app.on_response_prepare.append(add_cors_headers)
+    app.on_shutdown.append(mcp_http.on_shutdown)
     for method, path, handler in [*ROUTES, *(extra_routes or [])]:
         app.router.add_route(method, path, handler)
     app.router.add_get("/", dashboard)

@@ -24,7 +24,6 @@ from relayd.bus import LocalBus
 from relayd.channels import build_channels
 from relayd.context import Context
 from relayd.http_server import GuardedAppRunner
-from relayd.mcp import http as mcp_http
 from relayd.notify import Notifier
 from relayd.reaper import Reaper
 from relayd.settings import Settings
@@ -56,7 +55,6 @@ class Relay:
         self.runner: web.AppRunner | None = None
         self.address: tuple[str, int] | None = None
         tasks_service.install(self)  # after the hook lists: it adds the callback worker
-        mcp_http.install(self)
         # control imports StartupError from here, hence the late import
         from relayd.control import ControlServer
         from relayd.instance import InstanceGuard

@@ -11,24 +11,23 @@ event loop keeps serving) when /mcp is first used, not when relayd starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from relayd.api.common import requires
 from relayd.auth import principal_of
-from relayd.context import Context, context_of
+from relayd.context import CONTEXT, Context, context_of
 from relayd.errors import unavailable
 from relayd.mcp import asgi, relay_tools
 
-if TYPE_CHECKING:
-    from relayd.lifecycle import Relay
-
 log = logging.getLogger("relayd.mcp")
 EXTRA_KEY = "mcp"
+DRAIN_SECONDS = 3.0  # how long a stopping relay waits for MCP calls in flight
 
 
 class McpEndpoint:
@@ -40,6 +39,30 @@ class McpEndpoint:
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        if self._closing:
+            raise unavailable("the relay is shutting down")
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            app = await self.app()
+            if self._closing:  # it stopped while the SDK was loading
+                raise unavailable("the relay is shutting down")
+            return await asgi.serve(
+                app,
+                request,
+                extra_scope={relay_tools.PRINCIPAL_SCOPE_KEY: principal_of(request)},
+                stopping=self.ctx.stopping,
+            )
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
 
     @property
     def started(self) -> bool:
@@ -81,6 +104,11 @@ class McpEndpoint:
                 log.warning("MCP session manager stopped: %s", exc)
 
     async def close(self) -> None:
+        """Refuse new calls, let the ones in flight answer (long polls and streams end on
+        `ctx.stopping`), then stop the transport."""
+        self._closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), DRAIN_SECONDS)
         self._stop.set()
         if self._task is not None:
             await self._task
@@ -94,24 +122,14 @@ def endpoint(ctx: Context) -> McpEndpoint:
     return found
 
 
-def install(relay: Relay) -> None:
-    """Stop the MCP transport (if it ever started) when the relay stops."""
-
-    async def stop(relay: Relay) -> None:
-        found = relay.ctx.extras.get(EXTRA_KEY)
-        if isinstance(found, McpEndpoint):
-            await found.close()
-
-    relay.stop_hooks.append(stop)
+async def on_shutdown(app: web.Application) -> None:
+    """Stop the MCP transport, if it ever started, when the HTTP server shuts down: after the
+    relay has ended long polls and streams, so the calls in flight can still answer."""
+    found = app[CONTEXT].extras.get(EXTRA_KEY)
+    if isinstance(found, McpEndpoint):
+        await found.close()
 
 
 @requires(None)  # any valid token; each tool checks the scope it needs
 async def handle(request: web.Request) -> web.StreamResponse:
-    ctx = context_of(request)
-    app = await endpoint(ctx).app()
-    return await asgi.serve(
-        app,
-        request,
-        extra_scope={relay_tools.PRINCIPAL_SCOPE_KEY: principal_of(request)},
-        stopping=ctx.stopping,
-    )
+    return await endpoint(context_of(request)).serve(request)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -37,6 +38,8 @@ INITIALIZE = {
     "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                "clientInfo": {"name": "raw", "version": "0"}},
 }
+# the first /mcp call loads the SDK in relayd: seconds on a busy machine (httpx's default is 5 s)
+HTTP_TIMEOUT = httpx2.Timeout(60.0)
 MCP_HEADERS = {"Accept": "application/json, text/event-stream",
                "Content-Type": "application/json"}
 
@@ -54,7 +57,7 @@ async def mcp_session(relay: RelaydProcess, headers: dict[str, str] | None = Non
                       ) -> AsyncIterator[ClientSession]:
     headers = {"Authorization": f"Bearer {TOKEN}"} if headers is None else headers
     async with (
-        httpx2.AsyncClient(headers=headers) as http,
+        httpx2.AsyncClient(headers=headers, timeout=HTTP_TIMEOUT) as http,
         streamable_http_client(f"{relay.url}/mcp", http_client=http) as (read, write),
         ClientSession(read, write) as session,
     ):
@@ -362,7 +365,9 @@ def _mapped(pid: int, needle: str) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
-async def test_relayd_loads_the_sdk_only_when_mcp_is_first_used(tmp_path: Path) -> None:
+async def test_relayd_loads_the_sdk_on_first_use_and_answers_calls_in_flight_at_stop(
+    tmp_path: Path,
+) -> None:
     relay = RelaydProcess(tmp_path, {"AGENT_RELAY_TOKEN": TOKEN}).start()
     try:
         assert relay.proc is not None
@@ -371,7 +376,17 @@ async def test_relayd_loads_the_sdk_only_when_mcp_is_first_used(tmp_path: Path) 
         assert idle < 60 * 2**20, f"idle RSS {idle / 2**20:.1f} MiB"
         assert not _mapped(pid, "pydantic_core")  # the SDK's models are not loaded
         async with mcp_session(relay) as session:
-            assert len((await session.list_tools()).tools) == len(TOOLS)
-        assert _mapped(pid, "pydantic_core")
+            await ok(session, "relay_register", agent="waiter")
+            assert _mapped(pid, "pydantic_core")
+            # a long poll in flight when relayd is told to stop still gets its (empty) answer
+            waiting = asyncio.ensure_future(
+                session.call_tool("relay_inbox", {"agent": "waiter", "wait": 30}))
+            await asyncio.sleep(0.5)
+            relay.signal(signal.SIGTERM)
+            result = await asyncio.wait_for(waiting, 15)
+            assert not result.is_error and result.structured_content is not None
+            assert result.structured_content["messages"] == []
+        assert await asyncio.to_thread(relay.wait, 15) == 0
+        assert "Traceback" not in relay.stderr, relay.stderr
     finally:
         relay.stop()

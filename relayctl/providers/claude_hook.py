@@ -174,9 +174,13 @@ def _client(hook: HookRun) -> Any:
 
 
 def registration(agent_id: str, cwd: Path, env: Mapping[str, str],
-                 session_id: str | None = None) -> dict[str, Any]:
-    """The POST /api/agents body for a Claude Code session (provider env and profile)."""
+                 session_id: str | None = None,
+                 problems: list[str] | None = None) -> dict[str, Any]:
+    """The POST /api/agents body for a Claude Code session (provider env and profile). A
+    profile that cannot be read is left out (and said in ``problems``); the approval mode then
+    falls back as approval_mode() says, never to open by accident."""
     from relayctl.provider_env import (
+        Profile,
         ProviderEnvError,
         ProviderIdentity,
         profile_from_env,
@@ -188,7 +192,9 @@ def registration(agent_id: str, cwd: Path, env: Mapping[str, str],
     try:
         profile = profile_from_env(env)
     except ProviderEnvError as exc:
-        raise CliError(f"{exc}; registering without the profile") from None
+        profile = Profile(approval=approval_mode(env))
+        if problems is not None:
+            problems.append(f"{exc}; registered without the profile")
     identity = ProviderIdentity(agent_id=agent_id, machine=short_hostname(),
                                 project=project_name(cwd), profile=profile, provider=PROVIDER)
     body = identity.registration()
@@ -234,12 +240,14 @@ def session_start(hook: HookRun) -> dict[str, Any] | None:
         except OSError as exc:
             problem = problem or f"cannot write CLAUDE_ENV_FILE: {exc.strerror or exc}"
     registered = False
+    problems: list[str] = []
     try:
-        body = registration(agent_id, hook.cwd, hook.env, hook.session_id)
+        body = registration(agent_id, hook.cwd, hook.env, hook.session_id, problems)
         _client(hook).post("/agents", body)
         registered = True
     except CliError as exc:
         problem = problem or f"not registered on the relay: {exc.message}"
+    problem = problem or (problems[0] if problems else None)
     if problem:
         hook.complain(problem)
     return {"hookSpecificOutput": {

@@ -283,7 +283,8 @@ class Monitor:
         elif not disconnected and self.paused.is_set():
             self.paused.clear()
             self.said.discard("paused")
-            self.register()
+            if not self.superseded.is_set():  # a window standing by stays standing by
+                self.register()
             self.reconnect.set()
         return disconnected
 

@@ -82,6 +82,19 @@ def test_agent_relay_agent_id_wins_and_a_forgotten_agent_is_registered_again(
     assert _agent(env, "explicit-agent-1")["status"] == "busy"  # 404 → registered again
 
 
+def test_an_unreadable_profile_never_opens_the_gate(relay: RelaydProcess, tmp_path: Path,
+                                                   project: Path) -> None:
+    env = hook_env(tmp_path, relay.url or "", AGENT_RELAY_PROFILE="no-such-profile",
+                   AGENT_RELAY_AGENT_ID="broken-profile-agent")
+    start = run_hook(env, "SessionStart", payload("SessionStart", project))
+    assert start.answer() is not None and "profile" in start.stderr
+    agent = _agent(env, "broken-profile-agent")
+    assert agent["approval"] == "read-only" and agent["provider"] == "claude-code"
+    gate = run_hook(env, "PreToolUse", payload("PreToolUse", project, tool_name="Write",
+                                               tool_input={"file_path": "x"}))
+    assert gate.answer()["hookSpecificOutput"]["permissionDecision"] == "deny"  # type: ignore[index]
+
+
 @pytest.mark.parametrize("approval", ["open", "read-only", "guarded"])
 def test_pre_tool_use_is_the_approval_gate(relay: RelaydProcess, tmp_path: Path,
                                            project: Path, approval: str) -> None:

@@ -144,6 +144,20 @@ def test_monitor_prints_each_message_once_across_relay_restarts_and_new_monitors
         time.sleep(1.0)
         assert second.ids() == [last]
         assert monitor.ids() == [m for m, _ in sent], "the old window printed it too"
+
+        # /agent-relay:disconnect: offline, delivery paused; --undo: the waiting message arrives
+        off = relayctl(env, "claude", "disconnect")
+        assert off.returncode == 0 and agent_id in off.stdout, off.stderr
+        time.sleep(1.0)
+        waiting, _ = _send(env, agent_id, "while disconnected")
+        time.sleep(1.5)
+        agents = json.loads(relayctl(env, "agents", "--json").stdout)["agents"]
+        assert {a["id"]: a["status"] for a in agents}[agent_id] == "offline"
+        assert second.ids() == [last]
+        back = relayctl(env, "claude", "disconnect", "--undo")
+        assert back.returncode == 0, back.stderr
+        second.wait_for(2)
+        assert second.ids() == [last, waiting]
     finally:
         for m in monitors:
             m.stop()

@@ -87,21 +87,21 @@ def sent_by(message: Mapping[str, Any]) -> str:
 
 
 def describe(message: Mapping[str, Any]) -> str:
-    """`msg#ID from FROM (sentBy S), thread #T, subject "…"` with every part escaped."""
+    """`msg#ID from FROM (sentBy S; thread #T; subject "…")`, every part escaped."""
     thread = message.get("threadId") or message.get("id")
-    reply = f" (reply to msg#{message['replyTo']})" if message.get("replyTo") else ""
+    reply = f", reply to msg#{message['replyTo']}" if message.get("replyTo") else ""
     subject = message.get("subject")
-    parts = [
-        f"msg#{message.get('id')} from {escape_inline(str(message.get('from')))}",
+    details = [
         f"sentBy {sent_by(message)}",
         f"thread #{thread}{reply}",
         f"subject {quoted(subject) if subject else '(none)'}",
     ]
     if message.get("claimable"):
         claimer = message.get("claimedBy")
-        parts.append(f"claimed by {escape_inline(str(claimer))}" if claimer
-                     else f"claimable: `relayctl claim {message.get('id')}`")
-    return ", ".join(parts)
+        details.append(f"claimed by {escape_inline(str(claimer))}" if claimer
+                       else f"claimable: relayctl claim {message.get('id')}")
+    sender = escape_inline(str(message.get("from")))
+    return f"msg#{message.get('id')} from {sender} ({'; '.join(details)})"
 
 
 def monitor_line(message: Mapping[str, Any], limit: int = BODY_LINE_LIMIT) -> str:

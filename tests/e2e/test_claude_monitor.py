@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.e2e.claude_support import hook_env, payload, run_hook
 from tests.helpers import RELAYCTL, RelaydProcess, relayctl
 
-LINE = re.compile(r"^\[agent-relay\] msg#(\d+) from (\S+), sentBy ")
+LINE = re.compile(r"^\[agent-relay\] msg#(\d+) from (\S+) \(sentBy ")
 
 
 def _free_port() -> int:
@@ -104,7 +104,7 @@ def test_monitor_prints_each_message_once_across_relay_restarts_and_new_monitors
             sent.append(_send(env, agent_id, f"message {n}"))
         monitor.wait_for(len(sent))
         for (message_id, at), (seen, line) in zip(sent[1:], monitor.lines[1:], strict=True):
-            assert line.startswith(f"[agent-relay] msg#{message_id} from alice")
+            assert line.startswith(f"[agent-relay] msg#{message_id} from alice (sentBy ")
             assert seen - at < 2.0, (seen - at, line)
         evil_line = monitor.lines[1][1]
         assert "\x1b" not in evil_line and "\u202e" not in evil_line and "\\n" in evil_line

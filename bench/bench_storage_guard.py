@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -43,7 +44,19 @@ UNGUARDED = (
     "from relayd.main import main\n"
     "sys.exit(main())\n"
 )
-GUARDED = "import sys\nfrom relayd.main import main\nsys.exit(main())\n"
+# The shipped relayd, counting its group commits (pre-commit checks) for the figures below.
+GUARDED = (
+    "import atexit, os, sys\n"
+    "from relayd.storage import sqlite_guard\n"
+    "real, calls = sqlite_guard.DatabaseFileGuard.problem, [0]\n"
+    "def counted(self, after_commit=False):\n"
+    "    calls[0] += not after_commit\n"
+    "    return real(self, after_commit)\n"
+    "sqlite_guard.DatabaseFileGuard.problem = counted\n"
+    "atexit.register(lambda: open(os.environ['BENCH_COMMITS_FILE'], 'w').write(str(calls[0])))\n"
+    "from relayd.main import main\n"
+    "sys.exit(main())\n"
+)
 
 
 class RelayServer(bench_core.Server):
@@ -59,7 +72,9 @@ class RelayServer(bench_core.Server):
         env = {**os.environ, "PORT": str(self.port), "DB_PATH": str(folder / "relay.db"),
                "AGENT_RELAY_SOCKET": str(folder / "relayd.sock"),
                "AGENT_RELAY_CONFIG": str(folder / "empty.toml"),
-               "AGENT_RELAY_LOG_LEVEL": "warning"}
+               "AGENT_RELAY_LOG_LEVEL": "warning",
+               "BENCH_COMMITS_FILE": str(folder / "commits.txt")}
+        self.commits_file = folder / "commits.txt"
         cmd = [sys.executable, "-c", UNGUARDED if kind == "unguarded" else GUARDED]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
@@ -152,16 +167,27 @@ async def run(args: argparse.Namespace) -> None:
               f"{args.rounds} rounds alternating; cpus={os.cpu_count()}")
         with_rates: list[float] = []
         without_rates: list[float] = []
+        cpu: dict[int, list[float]] = {id(guarded): [], id(unguarded): []}
         for index in range(args.rounds):
             pair = [(unguarded, without_rates), (guarded, with_rates)]
             for server, rates in pair if index % 2 == 0 else reversed(pair):
-                rates.append(bench_core.throughput(server.url, args.seconds, tmp)[0])
+                process = psutil.Process(server.proc.pid)
+                before = sum(process.cpu_times()[:2])
+                rate = bench_core.throughput(server.url, args.seconds, tmp)[0]
+                rates.append(rate)
+                used = sum(process.cpu_times()[:2]) - before
+                cpu[id(server)].append(1e6 * used / (rate * args.seconds))  # CPU µs per send
         base = statistics.median(without_rates)
         guard = statistics.median(with_rates)
         print(f"POST /api/messages (median of {args.rounds})  without check={base:,.0f}/s  "
               f"with check={guard:,.0f}/s  change={100 * (guard - base) / base:+.1f}%  "
               f"[target > -3%]  rounds without={[round(r) for r in without_rates]} "
               f"with={[round(r) for r in with_rates]}")
+        cpu_base = statistics.median(cpu[id(unguarded)])
+        cpu_guard = statistics.median(cpu[id(guarded)])
+        print(f"relayd CPU per send (median; less sensitive to other load)  without check="
+              f"{cpu_base:.1f} µs  with check={cpu_guard:.1f} µs  change="
+              f"{100 * (cpu_guard - cpu_base) / cpu_base:+.1f}%")
         batch = await store_level(tmp, args.seconds / 2, args.rounds)
         per_commit = check_cost(tmp)
         worst = guard * per_commit / 1e6  # one commit per send is the worst case
@@ -169,6 +195,13 @@ async def run(args: argparse.Namespace) -> None:
               f"{per_commit / batch:.2f} µs per send at {batch:.0f} sends per commit, i.e. "
               f"{100 * per_commit / batch * guard / 1e6:.2f}% of one core at {guard:,.0f} "
               f"sends/s; at most {100 * worst:.2f}% even with one commit per send")
+        guarded.stop()
+        commits = int(guarded.commits_file.read_text())
+        sends = sum(with_rates) * args.seconds
+        print(f"over HTTP: {sends:,.0f} sends in {commits:,} group commits = "
+              f"{sends / max(1, commits):.1f} sends per commit, so the check costs "
+              f"{per_commit * commits / sends:.2f} µs per send = "
+              f"{100 * per_commit * commits / sends / cpu_guard:.2f}% of relayd's CPU per send")
     finally:
         guarded.stop()
         unguarded.stop()

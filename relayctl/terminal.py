@@ -9,6 +9,8 @@ never raw. JSON output (--json) is left alone: json.dumps already escapes contro
 
 from __future__ import annotations
 
+import re
+
 # C0 controls (except tab, and newline, which separates the lines relayctl prints), DEL, C1,
 # and the Unicode format characters that reorder or hide text: the bidi embeddings, overrides
 # and isolates, the directional marks, and the line/paragraph separators.
@@ -24,9 +26,15 @@ _TABLE = {code: _escape_of(code) for code in _UNSAFE if code != 0x09}  # a tab i
 _TABLE_KEEP_NEWLINES = {code: value for code, value in _TABLE.items() if code != 0x0A}
 
 
+_ANY_UNSAFE = re.compile("[" + "".join(re.escape(chr(code)) for code in _TABLE) + "]")
+
+
 def escape(text: object, keep_newlines: bool = True) -> str:
     """``text`` with every unsafe character escaped; newlines kept unless told otherwise."""
-    return str(text).translate(_TABLE_KEEP_NEWLINES if keep_newlines else _TABLE)
+    value = str(text)
+    if _ANY_UNSAFE.search(value) is None:  # the usual case, in C speed
+        return value
+    return value.translate(_TABLE_KEEP_NEWLINES if keep_newlines else _TABLE)
 
 
 def one_line(text: object) -> str:

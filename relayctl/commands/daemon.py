@@ -118,7 +118,7 @@ def show_and_apply(args: argparse.Namespace, plan: Plan, what: str, ask: bool) -
         print(escape(plan.render(with_contents=args.dry_run)), flush=True)
     if args.dry_run:
         if plan.blocker:
-            print(f"relayctl: warning: {plan.blocker}", file=sys.stderr, flush=True)
+            print(escape(f"relayctl: warning: {plan.blocker}"), file=sys.stderr, flush=True)
         return False
     if ask:
         confirm(args, what)

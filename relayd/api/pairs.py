@@ -16,6 +16,7 @@ from relayd.api.common import (
     requires,
 )
 from relayd.api.messages import sent
+from relayd.auth import Principal, principal_of
 from relayd.context import Context, context_of
 from relayd.domain.models import Pair
 from relayd.domain.pairs import PAIR_STATUSES
@@ -28,12 +29,15 @@ MAX_OBJECTIVE = 4096
 @requires("pairs:write")
 async def create(request: web.Request) -> web.Response:
     body = await read_json(request)
-    pair, created = await create_from(context_of(request), body, idempotency_key(request))
+    pair, created = await create_from(context_of(request), principal_of(request), body,
+                                      idempotency_key(request))
     return ok(pair.to_json(), 201 if created else 200)
 
 
-async def create_from(ctx: Context, body: Body, key: str | None) -> tuple[Pair, bool]:
-    """Invite a partner (POST /api/pairs and MCP)."""
+async def create_from(ctx: Context, principal: Principal, body: Body, key: str | None
+                      ) -> tuple[Pair, bool]:
+    """Invite a partner on behalf of `principal` (POST /api/pairs and MCP: the one place its
+    invite message is made, so provenance set here holds for both)."""
     initiator = body.required_agent_id("from")
     to = body.required_text("to", max_len=256)
     objective = body.text("objective", max_len=MAX_OBJECTIVE)
@@ -105,11 +109,14 @@ async def send_message(request: web.Request) -> web.Response:
     ctx = context_of(request)
     pair_id = path_int(request, "pair")
     body = await read_json(request)
-    return sent(await send_in_pair(ctx, pair_id, body, idempotency_key(request)))
+    return sent(await send_in_pair(ctx, principal_of(request), pair_id, body,
+                                   idempotency_key(request)))
 
 
-async def send_in_pair(ctx: Context, pair_id: int, body: Body, key: str | None) -> SendResult:
-    """A message from a participant to the other one (HTTP and MCP)."""
+async def send_in_pair(ctx: Context, principal: Principal, pair_id: int, body: Body,
+                       key: str | None) -> SendResult:
+    """A message from a participant to the other one, sent on behalf of `principal` (HTTP and
+    MCP alike)."""
     sender = body.required_agent_id("from")
     text = body.text_up_to_bytes("body", ctx.settings.max_message_bytes, required=True)
     assert text is not None

@@ -154,7 +154,8 @@ async def pair(ctx: Context, principal: Principal, body: Body) -> Json:
     action = body.choice("action", PAIR_ACTIONS, required=True)
     require_scope(principal, "pairs:read" if action in ("list", "get") else "pairs:write")
     if action == "invite":
-        created, _ = await pairs_api.create_from(ctx, _api_body(body, **{"from": agent}), None)
+        created, _ = await pairs_api.create_from(ctx, principal,
+                                                 _api_body(body, **{"from": agent}), None)
         return created.to_json()
     if action == "list":
         statuses = pairs_api.statuses_from(body.text("status", max_len=256))
@@ -167,8 +168,8 @@ async def pair(ctx: Context, principal: Principal, body: Body) -> Json:
             raise not_found(f"pair {pair_id} does not exist")
         return found.to_json()
     if action == "send":
-        sent = await pairs_api.send_in_pair(ctx, pair_id, _api_body(body, **{"from": agent}),
-                                            None)
+        sent = await pairs_api.send_in_pair(ctx, principal, pair_id,
+                                            _api_body(body, **{"from": agent}), None)
         return sent.payload()
     assert action is not None
     acted = await pairs_api.act(ctx, pair_id, action, _api_body(body, agent=agent),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 from pathlib import PurePosixPath
 
 from aiohttp import web
 
 from relayd.api import agents, events, integrations, messages, openapi, pairs, stats, tasks
+from relayd.api import dashboard as dashboard_page
 from relayd.auth import authorize
 from relayd.browser_guard import check_host, check_json_body, check_origin
 from relayd.context import CONTEXT, Context, context_of
@@ -15,6 +17,7 @@ from relayd.errors import Handler, error_response, forbidden
 from relayd.mcp import http as mcp_http
 
 Route = tuple[str, str, Handler]
+log = logging.getLogger("relayd.http")
 
 ROUTES: list[Route] = [
     ("POST", "/api/agents", agents.register),
@@ -141,7 +144,12 @@ def _static_headers(cache: str) -> dict[str, str]:
 
 
 async def dashboard(request: web.Request) -> web.Response:
-    page = resources.files("relayd").joinpath("static/index.html").read_text(encoding="utf-8")
+    """The page, with its first data embedded when the caller may see it (api/dashboard.py)."""
+    try:
+        page = await dashboard_page.render(request)
+    except Exception as exc:  # storage trouble: the page still loads, and fetches instead
+        log.warning("dashboard snapshot failed: %s", exc)
+        page = dashboard_page.page_template().replace(dashboard_page.MARKER, "null", 1)
     return web.Response(text=page, content_type="text/html", headers=_static_headers("no-store"))
 
 

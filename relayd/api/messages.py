@@ -21,7 +21,7 @@ from relayd.api.common import (
 )
 from relayd.auth import Principal, check_allow_lists, principal_of
 from relayd.context import Context, context_of
-from relayd.domain.models import Event, Message
+from relayd.domain.models import Event, Message, iso
 from relayd.domain.targets import TargetError, parse_target
 from relayd.errors import invalid, not_found
 from relayd.storage.base import MessageDraft, MessageQuery, SendResult
@@ -157,10 +157,18 @@ async def get(request: web.Request) -> web.Response:
 @requires("messages:read")
 async def thread(request: web.Request) -> web.Response:
     message_id = path_int(request, "message")
-    messages = await context_of(request).store.thread(message_id)
+    store = context_of(request).store
+    messages = await store.thread(message_id)
     if messages is None:
         raise not_found(f"message {message_id} does not exist")
-    return ok({"messages": [m.to_json() for m in messages]})
+    deliveries = await store.message_deliveries([m.id for m in messages])
+    return ok({"messages": [
+        {**m.to_json(), "deliveries": [
+            {"agent": agent, "read": read_at is not None, "readAt": iso(read_at)}
+            for agent, read_at in deliveries.get(m.id, [])
+        ]}
+        for m in messages
+    ]})
 
 
 @requires("messages:write")

@@ -162,6 +162,12 @@ SCHEMAS: dict[str, Schema] = {
                           "delivered it into the session"},
             "deliveredAt": {**OPTIONAL_TIMESTAMP,
                             "description": "inbox listings and PATCH only"},
+            "deliveries": {
+                "type": "array",
+                "description": "thread answers only: each recipient and its read state",
+                "items": obj({"agent": {"type": "string"}, "read": {"type": "boolean"},
+                              "readAt": OPTIONAL_TIMESTAMP}, ["agent", "read", "readAt"]),
+            },
         },
         [
             "id", "from", "to", "subject", "body", "channel", "replyTo", "threadId",
@@ -205,6 +211,12 @@ SCHEMAS: dict[str, Schema] = {
             "tasks": {"type": "object", "description": "task counts by status"},
             "pairs": {"type": "object", "description": "pair counts by status"},
             "sse": obj({"connections": COUNT}, ["connections"]),
+            "messageRate": obj(
+                {"bucketSeconds": COUNT, "until": TIMESTAMP,
+                 "counts": {"type": "array", "items": COUNT}},
+                ["bucketSeconds", "until", "counts"],
+                description="messages per minute over the last hour, oldest first",
+            ),
         },
         ["version", "uptimeSeconds", "agents", "messages", "tasks", "pairs", "sse"],
     ),

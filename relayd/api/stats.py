@@ -9,7 +9,19 @@ from aiohttp import web
 from relayd import __version__
 from relayd.api.common import ok, requires
 from relayd.context import Context, context_of
+from relayd.domain.models import iso, now_ms
 from relayd.errors import json_error
+
+RATE_BUCKET_MS = 60_000
+RATE_BUCKETS = 60
+
+
+async def message_rate(ctx: Context) -> dict[str, Any]:
+    """Messages per minute over the last hour, oldest minute first (the dashboard's chart).
+    Minutes are whole clock minutes; the last one is the current, still filling, minute."""
+    until = (now_ms() // RATE_BUCKET_MS + 1) * RATE_BUCKET_MS
+    counts = await ctx.store.message_rate(until, RATE_BUCKET_MS, RATE_BUCKETS)
+    return {"bucketSeconds": RATE_BUCKET_MS // 1000, "until": iso(until), "counts": counts}
 
 
 async def collect_stats(ctx: Context) -> dict[str, Any]:
@@ -25,6 +37,7 @@ async def collect_stats(ctx: Context) -> dict[str, Any]:
         "pairs": counts.get("pairs", {}),
         "sse": {"connections": ctx.sse_connections, "subscribers": ctx.bus.subscriber_count},
         "storage": {"commits": ctx.store.commits, "writes": ctx.store.committed_writes},
+        "messageRate": await message_rate(ctx),
     }
 
 

@@ -4,16 +4,22 @@
 // why live updates use fetch() + ReadableStream instead of EventSource: EventSource cannot send
 // headers, and the usual workaround (a token query parameter) would put the token in URLs,
 // logs and the browser history.
+//
+// First paint: when the relay lets the page see its data without a token, relayd embeds the
+// first snapshot (agents, messages, tasks, pairs, stats, channels and the event id it was taken
+// at) in a JSON data block of the page, so the page draws at once and then follows the event
+// stream from that id (Last-Event-ID): nothing waits on a second round trip, nothing is missed.
 "use strict";
 
 (() => {
   const TOKEN_KEY = "agent-relay.token";
-  const FEED_LIMIT = 100;
+  const FEED_LIMIT = 200;
   const TABLE_LIMIT = 100;
   const STATS_EVERY_MS = 30000;
   const RELATIVE_TIMES_EVERY_MS = 10000;
   const MAX_RECONNECT_DELAY_MS = 10000;
   const STATUS_RANK = { online: 0, busy: 1, idle: 2, offline: 3 };
+  const SVG_NS = "http://www.w3.org/2000/svg";
 
   const state = {
     token: readToken(),
@@ -22,12 +28,17 @@
     messageItems: new Map(), // message id -> <li>, reused so live entries are not rebuilt
     tasks: new Map(),
     pairs: new Map(),
+    channels: [],
     optional: { tasks: false, pairs: false },
+    rate: null, // {bucketSeconds, counts[], endsAt (ms)}
     stats: null,
     statsAt: 0,
     session: null,
     renderTimer: null,
     statsTimer: null,
+    detail: null, // {kind, id} of the open detail view
+    detailTimer: null,
+    filters: { agent: "", channel: "", text: "" },
   };
 
   class Unauthorized extends Error {}
@@ -71,12 +82,15 @@
     return node;
   }
 
-  function cell(text, className) {
-    return el("td", className, text === null || text === undefined ? "" : text);
+  function cell(text, className, label) {
+    const td = el("td", className, text === null || text === undefined ? "" : text);
+    if (label) td.dataset.label = label;
+    return td;
   }
 
-  function chips(values) {
+  function chips(values, label) {
     const td = el("td");
+    if (label) td.dataset.label = label;
     for (const value of values || []) td.appendChild(el("span", "chip", value));
     return td;
   }
@@ -137,6 +151,12 @@
     conn.className = `conn ${live ? "conn-on" : "conn-off"}`;
   }
 
+  function link(text, hash, className) {
+    const a = el("a", className || "", text);
+    a.href = `#${hash}`;
+    return a;
+  }
+
   // ------------------------------------------------------------------ HTTP
 
   function authHeaders(extra) {
@@ -165,10 +185,10 @@
     return data;
   }
 
-  async function optionalList(path, key) {
+  async function optional(path, key) {
     try {
       const data = await api(path);
-      return Array.isArray(data && data[key]) ? data[key] : [];
+      return key ? (Array.isArray(data && data[key]) ? data[key] : []) : data;
     } catch (error) {
       if (error instanceof Unauthorized) throw error;
       return null; // endpoint missing (404) or not allowed: the panel stays hidden
@@ -177,29 +197,61 @@
 
   // ------------------------------------------------------------------ snapshot
 
+  function readBootstrap() {
+    const block = $("bootstrap");
+    if (!block) return null;
+    try {
+      const data = JSON.parse(block.textContent || "null");
+      return data && typeof data === "object" && Array.isArray(data.agents) ? data : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
   async function loadSnapshot() {
-    const [agents, messages, tasks, pairs] = await Promise.all([
-      api("/api/agents"),
+    const [agents, messages, tasks, pairs, stats, channels] = await Promise.all([
+      api("/api/agents?limit=1000"),
       api(`/api/messages?order=desc&limit=${FEED_LIMIT}`),
-      optionalList(`/api/tasks?limit=${TABLE_LIMIT}`, "tasks"),
-      optionalList("/api/pairs", "pairs"),
-      refreshStats(),
+      optional(`/api/tasks?limit=${TABLE_LIMIT}`, "tasks"),
+      optional("/api/pairs", "pairs"),
+      optional("/api/stats"),
+      optional("/api/channels", "channels"),
     ]);
-    state.agents = new Map(agents.agents.map((agent) => [agent.id, agent]));
-    state.messages = new Map(messages.messages.map((message) => [message.id, message]));
+    applySnapshot({ agents: agents.agents, messages: messages.messages, tasks, pairs, stats,
+      channels });
+  }
+
+  function applySnapshot(data) {
+    state.agents = new Map(data.agents.map((agent) => [agent.id, agent]));
+    state.messages = new Map((data.messages || []).map((message) => [message.id, message]));
     state.messageItems = new Map();
     $("messages").replaceChildren();
-    state.optional.tasks = tasks !== null;
-    state.optional.pairs = pairs !== null;
-    state.tasks = new Map((tasks || []).map((task) => [task.id, task]));
-    state.pairs = new Map((pairs || []).map((pair) => [pair.id, pair]));
+    state.optional.tasks = Array.isArray(data.tasks);
+    state.optional.pairs = Array.isArray(data.pairs);
+    state.tasks = new Map((data.tasks || []).map((task) => [task.id, task]));
+    state.pairs = new Map((data.pairs || []).map((pair) => [pair.id, pair]));
+    state.channels = Array.isArray(data.channels) ? data.channels : [];
+    if (data.stats) takeStats(data.stats);
+  }
+
+  function takeStats(stats) {
+    state.stats = stats;
+    state.statsAt = Date.now();
+    const rate = stats.messageRate;
+    if (rate && Array.isArray(rate.counts)) {
+      state.rate = { bucketSeconds: rate.bucketSeconds || 60, counts: rate.counts.slice(),
+        endsAt: Date.parse(rate.until) || Date.now() };
+    }
   }
 
   async function refreshStats() {
     try {
-      state.stats = await api("/api/stats");
-      state.statsAt = Date.now();
+      const [stats, channels] = await Promise.all([api("/api/stats"),
+        optional("/api/channels", "channels")]);
+      takeStats(stats);
+      if (channels) state.channels = channels;
       renderHeader();
+      renderOverview();
     } catch (error) {
       if (error instanceof Unauthorized) throw error;
     }
@@ -219,6 +271,7 @@
     if (!data || typeof data !== "object") return;
     switch (type) {
       case "message.new":
+        if (!state.messages.has(data.id)) countMessage(data);
         state.messages.set(data.id, data);
         trimMessages();
         break;
@@ -250,6 +303,7 @@
       default:
         return;
     }
+    if (touchesDetail(type, data)) refreshDetailSoon();
     scheduleRender();
     refreshStatsSoon();
   }
@@ -262,6 +316,29 @@
     if (state.messages.size <= FEED_LIMIT) return;
     const ids = [...state.messages.keys()].sort((a, b) => a - b);
     for (const id of ids.slice(0, ids.length - FEED_LIMIT)) state.messages.delete(id);
+  }
+
+  // The per-minute counts move with the clock; a new message adds to the current minute.
+  function advanceRate(now) {
+    const rate = state.rate;
+    if (!rate) return;
+    const size = rate.bucketSeconds * 1000;
+    const steps = Math.floor((now - rate.endsAt) / size);
+    if (steps <= 0) return;
+    const shift = Math.min(steps, rate.counts.length);
+    rate.counts.splice(0, shift);
+    for (let i = 0; i < shift; i += 1) rate.counts.push(0);
+    rate.endsAt += steps * size;
+  }
+
+  function countMessage(message) {
+    if (!state.rate) return;
+    const now = Date.now();
+    advanceRate(now);
+    const created = Date.parse(message.createdAt) || now;
+    const back = Math.floor((state.rate.endsAt - created) / (state.rate.bucketSeconds * 1000));
+    const index = state.rate.counts.length - 1 - Math.max(0, back);
+    if (index >= 0) state.rate.counts[index] += 1;
   }
 
   // Parses one SSE block ("id:", "event:", "data:" lines) as the EventSource spec does.
@@ -375,16 +452,35 @@
     renderAll();
   }
 
-  // Stream first, snapshot second: events from the moment the stream is subscribed are queued
-  // and applied in order after the snapshot, so nothing that happens in between is lost.
-  async function start() {
+  // With an embedded snapshot: draw it now, then follow the stream from its event id.
+  // Without one: stream first, snapshot second, so events from the moment the stream is
+  // subscribed are queued and applied in order after the snapshot, and nothing is lost.
+  async function start(boot) {
     const session = newSession();
+    if (boot) {
+      applySnapshot(boot);
+      session.lastEventId = boot.eventId !== undefined ? String(boot.eventId) : null;
+      session.ready = true;
+      showMain();
+      renderAll();
+      openDetailFromHash();
+      setConnection(false, "connecting…");
+      try {
+        followStream(session, await openStream(session));
+      } catch (error) {
+        if (session.controller.signal.aborted) return;
+        if (error instanceof Unauthorized) return askForToken(Boolean(state.token));
+        followStream(session, null); // retries with backoff, resuming from the snapshot's id
+      }
+      return;
+    }
     setConnection(false, "connecting…");
     try {
       const response = await openStream(session);
       await resync(session);
       showError(null);
       showMain();
+      openDetailFromHash();
       followStream(session, response);
     } catch (error) {
       if (session.controller.signal.aborted) return;
@@ -392,7 +488,7 @@
       setConnection(false, "offline");
       showError(`Cannot reach the relay (${error.message}); retrying…`);
       await sleep(3000, session.controller.signal);
-      if (!session.controller.signal.aborted) start();
+      if (!session.controller.signal.aborted) start(null);
     }
   }
 
@@ -410,9 +506,9 @@
     $("main").hidden = true;
     $("forget-token").hidden = true;
     $("token-note").textContent = rejected
-      ? "That token was not accepted. Enter the relay's token (AGENT_RELAY_TOKEN)."
-      : "Enter the relay's token (AGENT_RELAY_TOKEN). It is kept in this tab only and sent " +
-        "in the Authorization header, never in a URL.";
+      ? "That token was not accepted. Enter the relay's token (`relayctl token show`)."
+      : "Enter the relay's token (AGENT_RELAY_TOKEN, shown by `relayctl token show`). It is " +
+        "kept in this tab only and sent in the Authorization header, never in a URL.";
     $("token-panel").hidden = false;
     $("token-input").focus();
   }
@@ -425,12 +521,12 @@
     if (!token) return;
     storeToken(token);
     $("token-panel").hidden = true;
-    start();
+    start(null);
   }
 
   function onForgetToken() {
     storeToken(null);
-    start();
+    start(null);
   }
 
   // ------------------------------------------------------------------ compose
@@ -465,6 +561,219 @@
     }
   }
 
+  // ------------------------------------------------------------------ filters
+
+  function onFilter() {
+    state.filters = {
+      agent: $("filter-agent").value,
+      channel: $("filter-channel").value,
+      text: $("filter-text").value.trim().toLowerCase(),
+    };
+    renderMessages();
+  }
+
+  function passesFilters(message) {
+    const { agent, channel, text } = state.filters;
+    if (agent && message.from !== agent && message.to !== agent &&
+        !(message.recipients || []).includes(agent)) return false;
+    if (channel && (message.channel || "") !== channel) return false;
+    if (text) {
+      const haystack = [message.from, message.to, message.subject, message.body, message.sentBy]
+        .filter(Boolean).join("\n").toLowerCase();
+      if (!haystack.includes(text)) return false;
+    }
+    return true;
+  }
+
+  function fillSelect(select, values) {
+    const current = select.value;
+    const options = [el("option", "", "any")];
+    options[0].value = "";
+    for (const value of values) {
+      const option = el("option", "", value);
+      option.value = value;
+      options.push(option);
+    }
+    select.replaceChildren(...options);
+    select.value = values.includes(current) ? current : "";
+  }
+
+  function renderFilterOptions() {
+    const agents = new Set(state.agents.keys());
+    const channels = new Set();
+    for (const message of state.messages.values()) {
+      agents.add(message.from);
+      if (message.channel) channels.add(message.channel);
+    }
+    for (const entry of state.channels) if (entry.kind === "message") channels.add(entry.name);
+    fillSelect($("filter-agent"), [...agents].sort());
+    fillSelect($("filter-channel"), [...channels].sort());
+  }
+
+  // ------------------------------------------------------------------ detail views
+
+  function openDetailFromHash() {
+    const match = /^#(message|pair|task)-(\d+)$/.exec(location.hash);
+    if (!match) {
+      closeDetail(false);
+      return;
+    }
+    state.detail = { kind: match[1], id: Number(match[2]) };
+    $("detail").hidden = false;
+    $("detail-title").textContent = `${match[1]} #${match[2]}`;
+    loadDetail().catch(() => {});
+    $("detail").scrollIntoView({ block: "start" });
+  }
+
+  function closeDetail(clearHash) {
+    state.detail = null;
+    $("detail").hidden = true;
+    $("detail-body").replaceChildren();
+    if (clearHash && location.hash) {
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+  }
+
+  function touchesDetail(type, data) {
+    const detail = state.detail;
+    if (!detail) return false;
+    if (detail.kind === "message") {
+      return type.startsWith("message.") && (data.threadId === detail.threadId ||
+        data.id === detail.id || (detail.ids && detail.ids.has(data.id)));
+    }
+    if (detail.kind === "pair") {
+      return (type === "pair.updated" && (data.pair || data).id === detail.id) ||
+        (type === "message.new" && data.meta && data.meta.pairId === detail.id);
+    }
+    const task = data.task || data;
+    return type.startsWith("task.") && task.id === detail.id;
+  }
+
+  function refreshDetailSoon() {
+    if (state.detailTimer) return;
+    state.detailTimer = setTimeout(() => {
+      state.detailTimer = null;
+      loadDetail().catch(() => {});
+    }, 100);
+  }
+
+  async function loadDetail() {
+    const detail = state.detail;
+    if (!detail) return;
+    const body = $("detail-body");
+    try {
+      let nodes;
+      if (detail.kind === "message") nodes = await threadView(detail);
+      else if (detail.kind === "pair") nodes = await pairView(detail);
+      else nodes = await taskView(detail);
+      if (state.detail === detail) body.replaceChildren(...nodes);
+    } catch (error) {
+      if (error instanceof Unauthorized) return askForToken(Boolean(state.token));
+      body.replaceChildren(el("p", "empty", error.message));
+    }
+  }
+
+  function messageHead(message) {
+    const head = el("div", "head");
+    head.append(link(`#${message.id}`, `message-${message.id}`),
+      el("span", "", clock(message.createdAt)),
+      el("span", "route", `${message.from} → ${message.to}`));
+    if (message.sentBy && message.sentBy !== message.from) {
+      head.appendChild(el("span", "sent-by", `via ${message.sentBy}`));
+    }
+    if (message.channel) head.appendChild(el("span", "chip", message.channel));
+    const claim = claimBadge(message);
+    if (claim) head.appendChild(claim);
+    return head;
+  }
+
+  async function threadView(detail) {
+    const data = await api(`/api/messages/${detail.id}/thread`);
+    const messages = data.messages || [];
+    const root = messages[0];
+    detail.threadId = root ? root.threadId : detail.id;
+    detail.ids = new Set(messages.map((message) => message.id));
+    $("detail-title").textContent = root
+      ? `Thread #${root.threadId}: ${preview(root.subject || root.body, 60)}`
+      : `message #${detail.id}`;
+    return messages.map((message) => {
+      const item = el("article", message.id === detail.id ? "thread-item is-focus" :
+        "thread-item");
+      item.dataset.message = String(message.id);
+      if (message.replyTo) item.appendChild(el("div", "reply-to", `reply to #${message.replyTo}`));
+      item.appendChild(messageHead(message));
+      if (message.subject) item.appendChild(el("div", "subject", message.subject));
+      item.appendChild(el("div", "body", message.body));
+      const recipients = el("ul", "recipients");
+      recipients.setAttribute("aria-label", "recipients");
+      for (const delivery of message.deliveries || []) {
+        const entry = el("li", delivery.read ? "is-read" : "is-unread");
+        entry.dataset.agent = delivery.agent;
+        entry.append(el("span", "id", delivery.agent),
+          el("span", "read-state", delivery.read ? `read ${ago(delivery.readAt)}` : "unread"));
+        if (delivery.readAt) entry.title = delivery.readAt;
+        recipients.appendChild(entry);
+      }
+      if (!(message.deliveries || []).length) {
+        recipients.appendChild(el("li", "empty", "no recipients"));
+      }
+      item.appendChild(recipients);
+      return item;
+    });
+  }
+
+  async function pairView(detail) {
+    const pair = await api(`/api/pairs/${detail.id}`);
+    const [mine, theirs] = await Promise.all([pair.initiator, pair.partner].map((agent) =>
+      api(`/api/messages?from=${encodeURIComponent(agent)}&order=desc&limit=500`)));
+    const talk = [...mine.messages, ...theirs.messages]
+      .filter((message) => message.meta && message.meta.pairId === pair.id)
+      .sort((a, b) => a.id - b.id);
+    $("detail-title").textContent = `Pair #${pair.id}: ${pair.initiator} ⇄ ${pair.partner}`;
+    const facts = el("p", "facts");
+    facts.append(statusBadge(pair.status), el("span", "", ` ${pair.objective || ""}`));
+    const list = el("ol", "conversation");
+    for (const message of talk) {
+      const side = message.from === pair.initiator ? "left" : "right";
+      const item = el("li", `bubble ${side}`);
+      item.dataset.message = String(message.id);
+      item.append(messageHead(message), el("div", "body", message.body));
+      list.appendChild(item);
+    }
+    if (!talk.length) list.appendChild(el("li", "empty", "no messages in this pair yet"));
+    return [facts, list];
+  }
+
+  async function taskView(detail) {
+    const [task, events] = await Promise.all([api(`/api/tasks/${detail.id}`),
+      api(`/api/tasks/${detail.id}/events`)]);
+    $("detail-title").textContent = `Task #${task.id}: ${preview(task.title, 80)}`;
+    const facts = el("dl", "facts");
+    const rows = [["status", task.status], ["severity", task.severity], ["source", task.source],
+      ["target", task.target], ["claimed by", task.claimedBy], ["progress", task.progress],
+      ["result", task.result], ["occurrences", task.occurrenceCount],
+      ["first seen", task.firstSeenAt], ["last seen", task.lastSeenAt]];
+    for (const [name, value] of rows) {
+      if (value === null || value === undefined || value === "") continue;
+      facts.append(el("dt", "", name), el("dd", "", value));
+    }
+    const nodes = [facts];
+    if (task.body) nodes.push(el("div", "body", task.body));
+    if (task.messageId) nodes.push(link(`message #${task.messageId}`, `message-${task.messageId}`));
+    const history = el("ol", "events");
+    for (const event of events.events || []) {
+      const item = el("li");
+      item.dataset.event = event.type;
+      item.append(el("span", "when", clock(event.createdAt)), el("span", "type", event.type),
+        el("span", "actor", event.actor || ""));
+      const extra = event.data && Object.keys(event.data).length ? JSON.stringify(event.data) : "";
+      if (extra) item.appendChild(el("code", "data", preview(extra, 300)));
+      history.appendChild(item);
+    }
+    nodes.push(el("h3", "", "History"), history);
+    return nodes;
+  }
+
   // ------------------------------------------------------------------ rendering
 
   function scheduleRender() {
@@ -477,7 +786,9 @@
 
   function renderAll() {
     renderHeader();
+    renderOverview();
     renderAgents();
+    renderFilterOptions();
     renderMessages();
     renderTasks();
     renderPairs();
@@ -495,6 +806,62 @@
       `${agents.online ?? 0}/${agents.total ?? 0} agents online · ${messages.total ?? 0} messages`;
   }
 
+  function renderOverview() {
+    renderRate();
+    const list = $("channels");
+    const bridges = state.channels.filter((entry) => entry.kind === "bridge");
+    const used = state.channels.filter((entry) => entry.kind !== "bridge");
+    const items = bridges.map((entry) => {
+      const item = el("li");
+      item.dataset.channel = entry.name;
+      const word = entry.state || (entry.connected ? "connected" : "not configured");
+      item.append(el("span", "name", entry.name), statusBadge(word.replace(/ /g, "_")));
+      item.lastChild.textContent = word;
+      if (entry.lastError) item.appendChild(el("span", "error-text", entry.lastError));
+      return item;
+    });
+    for (const entry of used) {
+      const item = el("li");
+      item.dataset.channel = entry.name;
+      item.append(el("span", "name", `#${entry.name}`),
+        el("span", "muted", `${entry.messages || 0} messages · ${entry.subscribers || 0} ` +
+          "subscribers"));
+      items.push(item);
+    }
+    list.replaceChildren(...items);
+  }
+
+  function renderRate() {
+    const svg = $("rate-chart");
+    const rate = state.rate;
+    if (!rate) {
+      svg.replaceChildren();
+      $("rate-total").textContent = "";
+      return;
+    }
+    advanceRate(Date.now());
+    const counts = rate.counts;
+    const peak = Math.max(1, ...counts);
+    const width = 240 / counts.length;
+    const bars = counts.map((count, index) => {
+      const bar = document.createElementNS(SVG_NS, "rect");
+      const height = count ? Math.max(2, (count / peak) * 46) : 0;
+      bar.setAttribute("x", String(index * width + 0.5));
+      bar.setAttribute("y", String(48 - height));
+      bar.setAttribute("width", String(Math.max(1, width - 1)));
+      bar.setAttribute("height", String(height));
+      bar.setAttribute("class", "bar");
+      const title = document.createElementNS(SVG_NS, "title");
+      title.textContent = `${count} message${count === 1 ? "" : "s"}, ` +
+        `${counts.length - index - 1} min ago`;
+      bar.appendChild(title);
+      return bar;
+    });
+    svg.replaceChildren(...bars);
+    const total = counts.reduce((sum, count) => sum + count, 0);
+    $("rate-total").textContent = `(${total}, peak ${Math.max(...counts)}/min)`;
+  }
+
   function sortedAgents() {
     return [...state.agents.values()].sort((a, b) =>
       (STATUS_RANK[a.status] ?? 9) - (STATUS_RANK[b.status] ?? 9) || a.id.localeCompare(b.id));
@@ -504,11 +871,13 @@
     const row = el("tr", agent.status === "offline" ? "is-offline" : "");
     row.dataset.agent = agent.id;
     const status = el("td");
+    status.dataset.label = "status";
     status.appendChild(statusBadge(agent.status));
-    const seen = cell(ago(agent.lastSeenAt));
+    const seen = cell(ago(agent.lastSeenAt), "", "last seen");
     seen.title = agent.lastSeenAt || "";
-    row.append(cell(agent.id, "id"), status, cell(agent.label), cell(agent.machine),
-      cell(agent.project), chips(agent.tags), chips(agent.capabilities), seen);
+    row.append(cell(agent.id, "id", "id"), status, cell(agent.label, "", "label"),
+      cell(agent.machine, "", "machine"), cell(agent.project, "", "project"),
+      chips(agent.tags, "tags"), chips(agent.capabilities, "capabilities"), seen);
     return row;
   }
 
@@ -544,13 +913,8 @@
   function messageItem(message) {
     const item = el("li");
     item.dataset.message = String(message.id);
-    const head = el("div", "head");
-    head.append(el("span", "", `#${message.id}`), el("span", "", clock(message.createdAt)),
-      el("span", "route", `${message.from} → ${message.to}`));
-    if (message.channel) head.appendChild(el("span", "chip", message.channel));
-    const claim = claimBadge(message);
-    if (claim) head.appendChild(claim);
-    item.appendChild(head);
+    item.appendChild(messageHead(message));
+    if (message.replyTo) item.firstChild.appendChild(el("span", "muted", `re #${message.replyTo}`));
     if (message.subject) item.appendChild(el("div", "subject", message.subject));
     item.appendChild(el("div", "body", preview(message.body, 280)));
     return item;
@@ -558,7 +922,8 @@
 
   function renderMessages() {
     const list = $("messages");
-    const messages = [...state.messages.values()].sort((a, b) => b.id - a.id);
+    const all = [...state.messages.values()].sort((a, b) => b.id - a.id);
+    const messages = all.filter(passesFilters);
     const initial = state.messageItems.size === 0;
     const items = messages.map((message) => {
       let item = state.messageItems.get(message.id);
@@ -573,8 +938,11 @@
       if (!state.messages.has(id)) state.messageItems.delete(id);
     }
     list.replaceChildren(...items);
-    $("messages-count").textContent = messages.length ? `(latest ${messages.length})` : "";
+    const filtered = messages.length !== all.length ? ` · ${messages.length} shown` : "";
+    $("messages-count").textContent = all.length ? `(latest ${all.length}${filtered})` : "";
     $("messages-empty").hidden = messages.length > 0;
+    $("messages-empty").textContent = all.length ? "No message matches the filters." :
+      "No messages yet.";
   }
 
   function renderTasks() {
@@ -583,14 +951,18 @@
     const tasks = [...state.tasks.values()].sort((a, b) => b.id - a.id).slice(0, TABLE_LIMIT);
     $("tasks").tBodies[0].replaceChildren(...tasks.map((task) => {
       const row = el("tr");
-      const title = cell(task.title);
+      row.dataset.task = String(task.id);
+      const title = el("td");
+      title.dataset.label = "title";
+      title.appendChild(link(task.title, `task-${task.id}`));
       title.title = preview(task.body, 500);
       const status = el("td");
+      status.dataset.label = "status";
       status.appendChild(statusBadge(task.status));
       const seen = cell(`${task.occurrenceCount > 1 ? `×${task.occurrenceCount} · ` : ""}` +
-        ago(task.lastSeenAt || task.updatedAt));
-      row.append(cell(task.id), cell(task.severity), title, cell(task.target, "id"), status,
-        cell(task.claimedBy), seen);
+        ago(task.lastSeenAt || task.updatedAt), "", "seen");
+      row.append(cell(task.id, "", "#"), cell(task.severity, "", "severity"), title,
+        cell(task.target, "id", "target"), status, cell(task.claimedBy, "", "claimed by"), seen);
       return row;
     }));
     $("tasks-count").textContent = tasks.length ? `(${tasks.length})` : "";
@@ -603,10 +975,16 @@
     const pairs = [...state.pairs.values()].sort((a, b) => b.id - a.id).slice(0, TABLE_LIMIT);
     $("pairs").tBodies[0].replaceChildren(...pairs.map((pair) => {
       const row = el("tr");
+      row.dataset.pair = String(pair.id);
       const status = el("td");
+      status.dataset.label = "status";
       status.appendChild(statusBadge(pair.status));
-      row.append(cell(pair.id), cell(pair.initiator, "id"), cell(pair.partner, "id"), status,
-        cell(preview(pair.objective, 200)));
+      const objective = el("td");
+      objective.dataset.label = "objective";
+      objective.appendChild(link(preview(pair.objective, 200) || "(conversation)",
+        `pair-${pair.id}`));
+      row.append(cell(pair.id, "", "#"), cell(pair.initiator, "id", "initiator"),
+        cell(pair.partner, "id", "partner"), status, objective);
       return row;
     }));
     $("pairs-count").textContent = pairs.length ? `(${pairs.length})` : "";
@@ -615,14 +993,28 @@
 
   // ------------------------------------------------------------------ boot
 
+  function onFeedClick(event) {
+    if (event.target.closest("a")) return; // links navigate themselves
+    const item = event.target.closest("li[data-message]");
+    if (item) location.hash = `message-${item.dataset.message}`;
+  }
+
   function boot() {
     $("token-form").addEventListener("submit", onTokenSubmit);
     $("compose").addEventListener("submit", onCompose);
     $("forget-token").addEventListener("click", onForgetToken);
+    $("messages").addEventListener("click", onFeedClick);
+    $("detail-close").addEventListener("click", () => closeDetail(true));
+    $("filters").addEventListener("submit", (event) => event.preventDefault());
+    for (const id of ["filter-agent", "filter-channel", "filter-text"]) {
+      $(id).addEventListener("input", onFilter);
+    }
+    window.addEventListener("hashchange", openDetailFromHash);
     setInterval(renderHeader, 1000);
     setInterval(() => { if (!$("main").hidden) renderAgents(); }, RELATIVE_TIMES_EVERY_MS);
+    setInterval(() => { if (!$("main").hidden) renderRate(); }, RELATIVE_TIMES_EVERY_MS);
     setInterval(() => { if (!$("main").hidden) refreshStats().catch(() => {}); }, STATS_EVERY_MS);
-    start();
+    start(state.token ? null : readBootstrap());
   }
 
   boot();

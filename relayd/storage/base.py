@@ -265,6 +265,17 @@ class Store(abc.ABC):
 
     # ---- end tasks ----------------------------------------------------------------------------
 
+    # ---- for people watching (relayd/storage/sql_dashboard.py) --------------------------------
+    @abc.abstractmethod
+    async def message_deliveries(
+        self, message_ids: list[int]
+    ) -> dict[int, list[tuple[str, int | None]]]:
+        """Per message: (recipient, read_at ms or None), recipients in id order."""
+
+    @abc.abstractmethod
+    async def message_rate(self, until_ms: int, bucket_ms: int, buckets: int) -> list[int]:
+        """Messages created per interval, the `buckets` intervals ending at `until_ms`."""
+
     # ---- channels (relayd/storage/sql_channels.py) -------------------------------------------
     @abc.abstractmethod
     async def channel_state(self, channel: str, key: str) -> str | None: ...

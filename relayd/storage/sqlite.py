@@ -36,6 +36,7 @@ from relayd.storage import (
     sql_agents,
     sql_callbacks,
     sql_channels,
+    sql_dashboard,
     sql_events,
     sql_idempotency,
     sql_messages,
@@ -523,6 +524,18 @@ class SQLiteStore(Store):
         return await self._read(sql_callbacks.summary)
 
     # ---- end tasks ----------------------------------------------------------------------------
+
+    # ---- for people watching (sql_dashboard.py) ---------------------------------------------
+
+    async def message_deliveries(
+        self, message_ids: list[int]
+    ) -> dict[int, list[tuple[str, int | None]]]:
+        return await self._read(partial(sql_dashboard.deliveries, message_ids=message_ids))
+
+    async def message_rate(self, until_ms: int, bucket_ms: int, buckets: int) -> list[int]:
+        return await self._read(partial(
+            sql_dashboard.message_rate, until_ms=until_ms, bucket_ms=bucket_ms, buckets=buckets
+        ))
 
     # ---- channels (sql_channels.py) ---------------------------------------------------------
 

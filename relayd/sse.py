@@ -86,7 +86,7 @@ class EventStream:
     async def catch_up(self, after_id: int) -> None:
         self.last_sent = max(self.last_sent, after_id)
         while True:
-            page = await self.ctx.store.events_after(self.last_sent, REPLAY_PAGE)
+            page = await self.ctx.store.events_after(self.last_sent, REPLAY_PAGE, self.reader)
             if not page:
                 return
             await self.send(page, advance_over_hidden=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -121,6 +122,24 @@ class Message:
         return data
 
 
+class Recipients(Container[str]):
+    """The recipients of a message fanned out through a shared audience, without a copy:
+    the audience's members other than the sender, plus any agents listed in `extra` (late
+    deliveries, a task's holder). What live events check `?for=` readers against."""
+
+    __slots__ = ("exclude", "extra", "members")
+
+    def __init__(
+        self, members: frozenset[str], exclude: str | None, extra: frozenset[str] = frozenset()
+    ) -> None:
+        self.members = members
+        self.exclude = exclude
+        self.extra = extra
+
+    def __contains__(self, agent_id: object) -> bool:
+        return agent_id in self.extra or (agent_id != self.exclude and agent_id in self.members)
+
+
 @dataclass
 class Event:
     """One entry of the event log: what SSE streams and Last-Event-ID replays."""
@@ -128,9 +147,12 @@ class Event:
     id: int
     type: str
     data: dict[str, Any]
-    audience: frozenset[str] | None  # None: every agent sees it
+    audience: Container[str] | None  # None: every agent sees it
     created_at: int = 0
     data_json: str | None = field(default=None, repr=False, compare=False)
+    # read from the log: the message whose recipients see it (`audience` is then only the
+    # agents listed besides them, or the replay's reader); live events carry a lookup instead
+    of_message: int | None = field(default=None, compare=False)
     _frame: bytes | None = field(default=None, repr=False, compare=False)
 
     def visible_to(self, agent_id: str | None) -> bool:

@@ -155,7 +155,12 @@ class Store(abc.ABC):
 
     # events
     @abc.abstractmethod
-    async def events_after(self, after_id: int, limit: int) -> list[Event]: ...
+    async def events_after(
+        self, after_id: int, limit: int, reader: str | None = None
+    ) -> list[Event]:
+        """Logged events after `after_id`, oldest first. With `reader`, only the events that
+        agent sees (a message's recipients are resolved here, by a join, not copied into
+        each event)."""
 
     @abc.abstractmethod
     async def latest_event_id(self) -> int: ...

@@ -126,6 +126,9 @@ def delete(tx: Tx, agent_id: str) -> bool:
     if tx.run("DELETE FROM agents WHERE id = ?", (agent_id,)).rowcount == 0:
         return False
     tx.run("DELETE FROM deliveries WHERE agent_id = ?", (agent_id,))
+    from relayd.storage import sql_fanout  # late import: sql_fanout resolves through us
+
+    sql_fanout.forget_agent(tx, agent_id)
     tx.emit("agent.removed", {"id": agent_id})
     return True
 
@@ -182,13 +185,14 @@ def _save(tx: Tx, agent: Agent) -> None:
 
 def offer_open_claims(tx: Tx, agent: Agent) -> None:
     """Deliver unclaimed claimable selector messages that this agent now matches."""
+    from relayd.storage import sql_fanout, sql_messages  # late: these modules call each other
+
     rows = tx.all(
-        """SELECT m.id, m.sender, m.target, m.channel FROM messages m
-           WHERE m.claimable = 1 AND m.claimed_by IS NULL AND NOT EXISTS
-               (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.agent_id = ?)""",
-        (agent.id,),
+        "SELECT m.id, m.sender, m.target, m.channel FROM messages m"
+        " WHERE m.claimable = 1 AND m.claimed_by IS NULL"
+        f" AND NOT {sql_fanout.DELIVERY_ROW_SQL} AND NOT {sql_fanout.AUDIENCE_MEMBER_SQL}",
+        {"agent": agent.id},
     )
-    from relayd.storage import sql_messages  # late import: the two modules call each other
 
     for row in rows:
         target = parse_target(row["target"])

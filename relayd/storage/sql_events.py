@@ -2,29 +2,61 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
+from collections.abc import Container
 from typing import Any
 
 from relayd.domain.models import Event
-from relayd.storage.sqlite_tx import Tx
+from relayd.storage.sql_fanout import AUDIENCE_MEMBER_SQL, DELIVERY_ROW_SQL
+from relayd.storage.sqlite_tx import Tx, loads
 
 
-def row_to_event(row: sqlite3.Row) -> Event:
-    audience = row["audience"]
+def row_to_event(row: sqlite3.Row, reader: str | None = None) -> Event:
+    listed = row["audience"]
+    audience: Container[str] | None
+    if reader is not None:  # the query kept only what this reader sees
+        audience = frozenset((reader,))
+    elif row["audience_message"] is not None:  # a message's recipients: resolved per reader
+        audience = frozenset(loads(listed, []))
+    else:
+        audience = None if listed is None else frozenset(loads(listed, []))
     return Event(
         id=row["id"],
         type=row["type"],
-        data=json.loads(row["data"]),
-        audience=None if audience is None else frozenset(json.loads(audience)),
+        data=loads(row["data"], {}),
+        audience=audience,
         created_at=row["created_at"],
         data_json=row["data"],  # the stored text: a replayed frame is the live frame, unre-encoded
+        of_message=row["audience_message"],
     )
 
 
-def after(tx: Tx, after_id: int, limit: int) -> list[Event]:
-    rows = tx.all("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
-    return [row_to_event(r) for r in rows]
+# Whether reader :agent sees event e: everyone's events, events listing it, and events of a
+# message it receives (message.new: as sent; later events: its recipients now).
+VISIBLE_SQL = f"""(
+    (e.audience IS NULL AND e.audience_message IS NULL)
+    OR (e.audience IS NOT NULL AND EXISTS
+        (SELECT 1 FROM json_each(e.audience) j WHERE j.value = :agent))
+    OR (e.audience_message IS NOT NULL AND EXISTS (
+        SELECT 1 FROM messages m WHERE m.id = e.audience_message AND (
+            {AUDIENCE_MEMBER_SQL}
+            OR ((e.type != 'message.new' OR m.audience_id IS NULL) AND {DELIVERY_ROW_SQL}))))
+)"""
+
+
+def after(tx: Tx, after_id: int, limit: int, reader: str | None = None) -> list[Event]:
+    """Events after `after_id`, oldest first; with `reader`, only those it sees."""
+    if reader is None:
+        rows = tx.all(
+            "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        )
+    else:
+        rows = tx.all(
+            f"SELECT e.* FROM events e WHERE e.id > :after AND {VISIBLE_SQL}"
+            " ORDER BY e.id LIMIT :limit",
+            {"after": after_id, "limit": limit, "agent": reader},
+        )
+    return [row_to_event(r, reader) for r in rows]
 
 
 def latest_id(tx: Tx) -> int:
@@ -48,8 +80,19 @@ def stats(tx: Tx) -> dict[str, Any]:
         },
         "messages": {
             "total": tx.scalar("SELECT COUNT(*) FROM messages"),
-            "unread": tx.scalar("SELECT COUNT(*) FROM deliveries WHERE read_at IS NULL"),
+            "unread": tx.scalar(UNREAD_SQL),
             "latestId": tx.last_id("messages"),
         },
         "events": {"latestId": latest_id(tx)},
     }
+
+
+# Unread (recipient, message) pairs: unread rows, plus every audience recipient, less the
+# audience members that have a row (their read state is that row, counted in the first term).
+UNREAD_SQL = """SELECT
+    (SELECT COUNT(*) FROM deliveries WHERE read_at IS NULL)
+    + (SELECT COALESCE(SUM(audience_size), 0) FROM messages WHERE audience_id IS NOT NULL)
+    - (SELECT COUNT(*) FROM deliveries d JOIN messages m ON m.id = d.message_id
+       WHERE m.audience_id IS NOT NULL AND m.sender != d.agent_id AND EXISTS
+           (SELECT 1 FROM audience_members am
+            WHERE am.agent_id = d.agent_id AND am.audience_id = m.audience_id))"""

@@ -5,13 +5,13 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from relayd.domain.models import Agent, Message
-from relayd.domain.targets import parse_target, recipients
+from relayd.domain.models import Message, Recipients
+from relayd.domain.targets import Target, parse_target
 from relayd.domain.tasks import FINISHED
 from relayd.errors import ApiError, conflict, forbidden, invalid, not_found
-from relayd.storage import sql_agents, sql_idempotency
+from relayd.storage import sql_fanout, sql_idempotency
 from relayd.storage.base import MessageDraft, MessageQuery, SendResult
-from relayd.storage.sqlite_tx import Tx, dumps, loads, placeholders, sql_list
+from relayd.storage.sqlite_tx import EventSpec, Tx, dumps, loads, placeholders, sql_list
 
 
 def row_to_message(row: sqlite3.Row, reader: str | None = None) -> Message:
@@ -50,10 +50,74 @@ def require(tx: Tx, message_id: int) -> Message:
 
 
 def recipients_of(tx: Tx, message_id: int) -> list[str]:
-    rows = tx.all(
-        "SELECT agent_id FROM deliveries WHERE message_id = ? ORDER BY agent_id", (message_id,)
-    )
-    return [r[0] for r in rows]
+    """Every current recipient of a message, sorted."""
+    return sql_fanout.recipients_now(tx, message_id)
+
+
+class _Plan:
+    """Who one send reaches: direct recipients (rows) or a shared audience."""
+
+    __slots__ = ("audience", "direct", "thread_id")
+
+    def __init__(
+        self, thread_id: int | None, direct: list[str], audience: sql_fanout.Audience | None
+    ) -> None:
+        self.thread_id = thread_id
+        self.direct = direct
+        self.audience = audience
+
+    def recipients(self, sender: str) -> list[str]:
+        return self.direct if self.audience is None else self.audience.recipients_of(sender)
+
+    def recipients_json(self, sender: str) -> str:
+        if self.audience is None:
+            return dumps(self.direct)
+        return self.audience.recipients_json(sender)
+
+    def live(self, sender: str) -> frozenset[str] | Recipients:
+        if self.audience is None:
+            return frozenset(self.direct)
+        return Recipients(self.audience.lookup, sender)
+
+
+def _plan(tx: Tx, draft: MessageDraft, target: Target, direct_known: bool) -> _Plan:
+    thread_id = _thread_of_parent(tx, draft.reply_to)
+    if target.is_direct:
+        if not direct_known:
+            raise not_found(f"agent '{target.value}' is not registered")
+        return _Plan(thread_id, [target.value] if target.value != draft.sender else [], None)
+    return _Plan(thread_id, [], tx.fanout.resolve(tx, target, draft.channel))
+
+
+def _announce(
+    tx: Tx, messages: list[Message], plans: list[_Plan]
+) -> list[SendResult]:
+    """Deliveries rows for direct recipients, the message.new events (the message; readers
+    learn from the reference whether it is theirs) and the 201 answers (message plus
+    recipients, built from the event's JSON)."""
+    tx.insert_rows("INSERT INTO deliveries (agent_id, message_id)", [
+        (agent_id, m.id)
+        for m, plan in zip(messages, plans, strict=True)
+        for agent_id in plan.direct
+    ])
+    specs: list[EventSpec] = []
+    for m, plan in zip(messages, plans, strict=True):
+        if plan.audience is None:
+            specs.append((m.to_json(), plan.direct, None, None))
+        else:
+            specs.append((m.to_json(), None, m.id, plan.live(m.sender)))
+    events = tx.emit_many("message.new", specs)
+    return [
+        SendResult(
+            m,
+            plan.recipients(m.sender),
+            created=True,
+            payload_json=f'{event.data_json[:-1]},"recipients":{plan.recipients_json(m.sender)}}}'
+            if event.data_json
+            else None,
+        )
+        for m, plan, event in zip(messages, plans, events, strict=True)
+    ]
 
 
 def send(tx: Tx, draft: MessageDraft, task_id: int | None = None) -> SendResult:
@@ -62,21 +126,14 @@ def send(tx: Tx, draft: MessageDraft, task_id: int | None = None) -> SendResult:
         if replay is not None:
             return SendResult(replay, recipients_of(tx, replay.id), created=False)
     target = parse_target(draft.to)
-    thread_id = _thread_of_parent(tx, draft.reply_to)
-    if target.is_direct:
-        delivered = [a for a in _direct_recipient(tx, target.value) if a != draft.sender]
-    else:
-        delivered = recipients(target, sql_agents.all_agents(tx), draft.sender, draft.channel)
-    message = _insert(tx, draft, thread_id, task_id)
-    message_id = message.id
-    tx.run_many(
-        "INSERT INTO deliveries (agent_id, message_id) VALUES (?, ?)",
-        [(agent_id, message_id) for agent_id in delivered],
-    )
+    if not target.is_direct:
+        tx.fanout.sync(tx)
+    known = target.is_direct and _registered(tx, [target.value]) != set()
+    plan = _plan(tx, draft, target, known)
+    message = _insert(tx, draft, plan, task_id)
     if draft.idempotency_key is not None:
-        sql_idempotency.remember(tx, "message", draft.sender, draft.idempotency_key, message_id)
-    event = tx.emit("message.new", {**message.to_json(), "recipients": delivered}, delivered)
-    return SendResult(message, delivered, created=True, payload_json=event.data_json)
+        sql_idempotency.remember(tx, "message", draft.sender, draft.idempotency_key, message.id)
+    return _announce(tx, [message], [plan])[0]
 
 
 def send_many(tx: Tx, drafts: list[MessageDraft]) -> list[SendResult | Exception]:
@@ -84,45 +141,31 @@ def send_many(tx: Tx, drafts: list[MessageDraft]) -> list[SendResult | Exception
     the whole group instead of several per message, since per-statement GIL hand-offs between
     the DB thread and the event loop were what capped throughput."""
     outcomes: list[SendResult | Exception | None] = []
-    planned: list[tuple[int, MessageDraft, int | None, list[str]]] = []
+    planned: list[tuple[int, MessageDraft, _Plan]] = []
     targets = [parse_target(draft.to) for draft in drafts]  # the handler validated them
     known = _registered(tx, [t.value for t in targets if t.is_direct])
-    everyone: list[Agent] | None = None
+    if not all(t.is_direct for t in targets):
+        tx.fanout.sync(tx)
     for index, (draft, target) in enumerate(zip(drafts, targets, strict=True)):
         try:
-            thread_id = _thread_of_parent(tx, draft.reply_to)
-            if target.is_direct and target.value not in known:
-                raise not_found(f"agent '{target.value}' is not registered")
-            if target.is_direct:
-                delivered = [target.value] if target.value != draft.sender else []
-            else:
-                everyone = sql_agents.all_agents(tx) if everyone is None else everyone
-                delivered = recipients(target, everyone, draft.sender, draft.channel)
+            plan = _plan(tx, draft, target, target.value in known)
         except ApiError as exc:
             outcomes.append(exc)
             continue
         outcomes.append(None)  # filled in below, once the group is written
-        planned.append((index, draft, thread_id, delivered))
+        planned.append((index, draft, plan))
     first_id = latest_id(tx) + 1
     messages = [
-        _record(tx, first_id + n, draft, thread_id, None)
-        for n, (_, draft, thread_id, _) in enumerate(planned)
+        _record(tx, first_id + n, draft, plan.thread_id, None)
+        for n, (_, draft, plan) in enumerate(planned)
     ]
     tx.insert_rows(MESSAGE_COLUMNS, [
-        _row(tx, m.id, draft, thread_id, None)
-        for m, (_, draft, thread_id, _) in zip(messages, planned, strict=True)
+        _row(tx, m.id, draft, plan, None)
+        for m, (_, draft, plan) in zip(messages, planned, strict=True)
     ])
-    tx.insert_rows("INSERT INTO deliveries (agent_id, message_id)", [
-        (agent_id, m.id)
-        for m, (_, _, _, delivered) in zip(messages, planned, strict=True)
-        for agent_id in delivered
-    ])
-    events = tx.emit_many("message.new", [
-        ({**m.to_json(), "recipients": delivered}, delivered)
-        for m, (_, _, _, delivered) in zip(messages, planned, strict=True)
-    ])
-    for m, event, (index, _, _, delivered) in zip(messages, events, planned, strict=True):
-        outcomes[index] = SendResult(m, delivered, created=True, payload_json=event.data_json)
+    results = _announce(tx, messages, [plan for _, _, plan in planned])
+    for result, (index, _, _) in zip(results, planned, strict=True):
+        outcomes[index] = result
     return [outcome for outcome in outcomes if outcome is not None]
 
 
@@ -134,12 +177,6 @@ def _registered(tx: Tx, agent_ids: list[str]) -> set[str]:
         rows = tx.all(f"SELECT id FROM agents WHERE id IN ({placeholders(len(chunk))})", chunk)
         found.update(r[0] for r in rows)
     return found
-
-
-def _direct_recipient(tx: Tx, agent_id: str) -> list[str]:
-    if tx.scalar("SELECT 1 FROM agents WHERE id = ?", (agent_id,)) is None:
-        raise not_found(f"agent '{agent_id}' is not registered")
-    return [agent_id]
 
 
 def _replay(tx: Tx, sender: str, key: str) -> Message | None:
@@ -157,26 +194,26 @@ def _thread_of_parent(tx: Tx, reply_to: int | None) -> int | None:
 
 
 MESSAGE_COLUMNS = """INSERT INTO messages (id, sender, target, subject, body, channel, reply_to,
-    thread_id, claimable, created_at, meta, task_id)"""
-INSERT_MESSAGE = f"{MESSAGE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    thread_id, claimable, created_at, meta, task_id, audience_id, audience_size)"""
+INSERT_MESSAGE = f"{MESSAGE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _row(
-    tx: Tx, message_id: int | None, draft: MessageDraft, thread_id: int | None,
-    task_id: int | None,
+    tx: Tx, message_id: int | None, draft: MessageDraft, plan: _Plan, task_id: int | None,
 ) -> tuple[Any, ...]:
+    audience = plan.audience
     return (
         message_id, draft.sender, draft.to, draft.subject, draft.body, draft.channel,
-        draft.reply_to, thread_id, int(draft.claimable), tx.now, dumps(draft.meta), task_id,
+        draft.reply_to, plan.thread_id, int(draft.claimable), tx.now, dumps(draft.meta), task_id,
+        None if audience is None else audience.id,
+        0 if audience is None else len(audience.members) - (draft.sender in audience.lookup),
     )
 
 
-def _insert(
-    tx: Tx, draft: MessageDraft, thread_id: int | None, task_id: int | None
-) -> Message:
+def _insert(tx: Tx, draft: MessageDraft, plan: _Plan, task_id: int | None) -> Message:
     """Store a message; a thread root keeps thread_id NULL and reads back as its own id."""
-    cursor = tx.run(INSERT_MESSAGE, _row(tx, None, draft, thread_id, task_id))
-    return _record(tx, int(cursor.lastrowid or 0), draft, thread_id, task_id)
+    cursor = tx.run(INSERT_MESSAGE, _row(tx, None, draft, plan, task_id))
+    return _record(tx, int(cursor.lastrowid or 0), draft, plan.thread_id, task_id)
 
 
 def _record(
@@ -200,33 +237,46 @@ def _record(
 
 def list_messages(tx: Tx, query: MessageQuery) -> list[Message]:
     clauses: list[str] = []
-    params: list[Any] = []
-    if query.reader is not None:
-        source = "messages m JOIN deliveries d ON d.message_id = m.id AND d.agent_id = ?"
-        columns = "m.*, d.read_at AS read_at, d.delivered_at AS delivered_at"
-        params.append(query.reader)
-        if query.unread:
-            clauses.append("d.read_at IS NULL")
-        if query.undelivered:
-            clauses.append("d.delivered_at IS NULL")
-    else:
-        source, columns = "messages m", "m.*"
-    for column, value in (
-        ("m.id >", query.since),
-        ("m.channel =", query.channel),
-        ("m.sender =", query.sender),
+    params: dict[str, Any] = {"limit": query.limit}
+    for column, name, value in (
+        ("m.id >", "since", query.since),
+        ("m.channel =", "channel", query.channel),
+        ("m.sender =", "sender", query.sender),
     ):
         if value is not None:
-            clauses.append(f"{column} ?")
-            params.append(value)
+            clauses.append(f"{column} :{name}")
+            params[name] = value
     if query.thread is not None:
-        clauses.append("(m.thread_id = ? OR m.id = ?)")
-        params.extend((query.thread, query.thread))
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        clauses.append("(m.thread_id = :thread OR m.id = :thread)")
+        params["thread"] = query.thread
     order = "DESC" if query.descending else "ASC"
-    sql = f"SELECT {columns} FROM {source} {where} ORDER BY m.id {order} LIMIT ?"
-    rows = tx.all(sql, [*params, query.limit])
-    return [row_to_message(r, query.reader) for r in rows]
+    if query.reader is None:
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT m.* FROM messages m {where} ORDER BY m.id {order} LIMIT :limit"
+        return [row_to_message(r) for r in tx.all(sql, params)]
+    # An inbox: the reader's deliveries rows, then the messages of its audiences that it has
+    # no row for (unread and undelivered by definition); both arms come out in id order and
+    # SQLite merges them.
+    params["agent"] = query.reader
+    filters = "".join(f" AND {c}" for c in clauses)
+    unread = " AND d.read_at IS NULL" if query.unread else ""
+    if query.undelivered:
+        unread += " AND d.delivered_at IS NULL"
+    sql = (
+        "SELECT d.message_id AS sort_id, m.*, d.read_at AS read_at,"
+        " d.delivered_at AS delivered_at FROM deliveries d"
+        " JOIN messages m ON m.id = d.message_id"
+        f" WHERE d.agent_id = :agent{unread}{filters}"
+        " UNION ALL"
+        " SELECT m.id AS sort_id, m.*, NULL AS read_at, NULL AS delivered_at"
+        " FROM audience_members am"
+        " JOIN messages m ON m.audience_id = am.audience_id"
+        " WHERE am.agent_id = :agent AND m.sender != :agent"
+        " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.agent_id = :agent"
+        f" AND d.message_id = m.id){filters}"
+        f" ORDER BY sort_id {order} LIMIT :limit"
+    )
+    return [row_to_message(r, query.reader) for r in tx.all(sql, params)]
 
 
 def latest_id(tx: Tx) -> int:
@@ -251,8 +301,7 @@ def claim(tx: Tx, message_id: int, agent_id: str) -> Message:
         raise conflict("invalid_state", f"message {message_id} is not claimable")
     if message.claimed_by is not None and message.claimed_by == agent_id:
         return message
-    audience = recipients_of(tx, message_id)
-    if agent_id not in audience:
+    if not sql_fanout.is_recipient(tx, message_id, agent_id):
         raise forbidden(f"agent '{agent_id}' is not a recipient of message {message_id}")
     if message.claimed_by is not None:
         raise conflict(
@@ -269,18 +318,25 @@ def claim(tx: Tx, message_id: int, agent_id: str) -> Message:
         from relayd.storage import sql_tasks  # late import: sql_tasks sends through us
 
         sql_tasks.after_message_claim(tx, message.task_id, agent_id)
-    tx.emit("message.claimed", {"id": message_id, "claimedBy": agent_id}, audience)
+    tx.emit(
+        "message.claimed",
+        {"id": message_id, "claimedBy": agent_id},
+        of_message=message_id,
+        live=sql_fanout.live_recipients(tx, message_id),
+    )
     return message
 
 
 def set_read(tx: Tx, message_id: int, agent_id: str, read: bool) -> Message:
     require(tx, message_id)
-    cursor = tx.run(
-        "UPDATE deliveries SET read_at = ? WHERE message_id = ? AND agent_id = ?",
-        (tx.now if read else None, message_id, agent_id),
-    )
-    if cursor.rowcount == 0:
+    if not sql_fanout.is_recipient(tx, message_id, agent_id):
         raise forbidden(f"agent '{agent_id}' is not a recipient of message {message_id}")
+    # an audience member gets its row (its read state) the first time it marks the message
+    tx.run(
+        "INSERT INTO deliveries (agent_id, message_id, read_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (agent_id, message_id) DO UPDATE SET read_at = excluded.read_at",
+        (agent_id, message_id, tx.now if read else None),
+    )
     return _for_reader(tx, message_id, agent_id)
 
 
@@ -288,13 +344,14 @@ def set_delivered(tx: Tx, message_id: int, agent_id: str, delivered: bool) -> Me
     """Record (or clear) that agent_id's provider delivered the message into its session;
     the first delivery time is kept."""
     require(tx, message_id)
-    cursor = tx.run(
-        "UPDATE deliveries SET delivered_at = CASE WHEN ? THEN COALESCE(delivered_at, ?)"
-        " ELSE NULL END WHERE message_id = ? AND agent_id = ?",
-        (1 if delivered else 0, tx.now, message_id, agent_id),
-    )
-    if cursor.rowcount == 0:
+    if not sql_fanout.is_recipient(tx, message_id, agent_id):
         raise forbidden(f"agent '{agent_id}' is not a recipient of message {message_id}")
+    tx.run(
+        "INSERT INTO deliveries (agent_id, message_id, delivered_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (agent_id, message_id) DO UPDATE SET delivered_at ="
+        " CASE WHEN ? THEN COALESCE(delivered_at, excluded.delivered_at) ELSE NULL END",
+        (agent_id, message_id, tx.now if delivered else None, 1 if delivered else 0),
+    )
     return _for_reader(tx, message_id, agent_id)
 
 
@@ -313,6 +370,11 @@ def delete(tx: Tx, message_id: int) -> bool:
     if tx.run("DELETE FROM messages WHERE id = ?", (message_id,)).rowcount == 0:
         return False
     tx.run("DELETE FROM deliveries WHERE message_id = ?", (message_id,))
+    # events that pointed at its recipients now list them (the reference is gone)
+    tx.run(
+        "UPDATE events SET audience = ?, audience_message = NULL WHERE audience_message = ?",
+        (dumps(audience), message_id),
+    )
     tx.emit("message.deleted", {"id": message_id}, audience)
     return True
 
@@ -331,6 +393,8 @@ def prune(tx: Tx, created_before_ms: int) -> int:
         marks = placeholders(len(chunk))
         tx.run(f"DELETE FROM deliveries WHERE message_id IN ({marks})", chunk)
         tx.run(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+    if doomed:
+        sql_fanout.prune_unused(tx)
     return len(doomed)
 
 

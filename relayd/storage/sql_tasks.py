@@ -21,7 +21,13 @@ from relayd.domain.tasks import (
     TaskQuery,
 )
 from relayd.errors import conflict, forbidden, not_found
-from relayd.storage import sql_agents, sql_callbacks, sql_idempotency, sql_messages
+from relayd.storage import (
+    sql_agents,
+    sql_callbacks,
+    sql_fanout,
+    sql_idempotency,
+    sql_messages,
+)
 from relayd.storage.base import MessageDraft
 from relayd.storage.sqlite_tx import Tx, dumps, loads, placeholders, sql_list
 
@@ -106,14 +112,19 @@ def add_event(
     )
 
 
-def audience(tx: Tx, task: Task) -> list[str]:
-    """Who sees the task's SSE events: its message's recipients and its holder."""
-    members = set() if task.message_id is None else set(
-        sql_messages.recipients_of(tx, task.message_id)
+def _emit(tx: Tx, type_: str, task: Task) -> None:
+    """The task's SSE event: its holder is listed, its message's recipients referred to."""
+    holder = [] if task.claimed_by is None else [task.claimed_by]
+    if task.message_id is None:
+        tx.emit(type_, task.to_json(), holder)
+        return
+    tx.emit(
+        type_,
+        task.to_json(),
+        holder or None,
+        of_message=task.message_id,
+        live=sql_fanout.live_recipients(tx, task.message_id, holder),
     )
-    if task.claimed_by is not None:
-        members.add(task.claimed_by)
-    return sorted(members)
 
 
 def _record(
@@ -128,7 +139,7 @@ def _record(
 ) -> None:
     """The task event, the SSE event and the callback of one lifecycle change."""
     add_event(tx, task.id, event, actor, data)
-    tx.emit(sse, task.to_json(), audience(tx, task))
+    _emit(tx, sse, task)
     if callback is not None and task.callbacks:
         sql_callbacks.enqueue(tx, task, callback)
 

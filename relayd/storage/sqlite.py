@@ -52,6 +52,7 @@ from relayd.storage.base import (
     SendResult,
     Store,
 )
+from relayd.storage.sql_fanout import FanoutCache
 from relayd.storage.sqlite_guard import DatabaseFileGuard
 from relayd.storage.sqlite_tx import Tx
 
@@ -100,6 +101,7 @@ class SQLiteStore(Store):
         self.committed_writes = 0
         self.guard = DatabaseFileGuard(self.path)
         self._storage_problem: str | None = None
+        self._fanout = FanoutCache()  # resolved audiences; used on the writer's thread only
 
     @property
     def location(self) -> str:
@@ -234,7 +236,7 @@ class SQLiteStore(Store):
             return
         try:
             outcomes = await self._writer._execute(
-                _run_batch, self._writer._conn, [w.op for w in batch]
+                _run_batch, self._writer._conn, [w.op for w in batch], self._fanout
             )
         except Exception as exc:  # the COMMIT itself failed: nothing of the batch is stored
             log.error("commit failed: %s", exc)
@@ -346,8 +348,12 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------------ events
 
-    async def events_after(self, after_id: int, limit: int) -> list[Event]:
-        return await self._read(partial(sql_events.after, after_id=after_id, limit=limit))
+    async def events_after(
+        self, after_id: int, limit: int, reader: str | None = None
+    ) -> list[Event]:
+        return await self._read(
+            partial(sql_events.after, after_id=after_id, limit=limit, reader=reader)
+        )
 
     async def latest_event_id(self) -> int:
         return await self._read(sql_events.latest_id)
@@ -580,7 +586,7 @@ class SQLiteStore(Store):
 Outcome = tuple[Any, list[Event], Any]  # (result, events, error)
 
 
-def _run_batch(db: sqlite3.Connection, ops: list[Op]) -> list[Outcome]:
+def _run_batch(db: sqlite3.Connection, ops: list[Op], fanout: FanoutCache) -> list[Outcome]:
     outcomes: list[Outcome] = []
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -588,12 +594,14 @@ def _run_batch(db: sqlite3.Connection, ops: list[Op]) -> list[Outcome]:
         while start < len(ops):
             end = _bulk_run_end(ops, start)
             if end > start + 1:
-                outcomes.extend(_run_bulk(db, ops[start:end]))  # type: ignore[arg-type]
+                outcomes.extend(_run_bulk(db, ops[start:end], fanout))  # type: ignore[arg-type]
             else:
-                outcomes.append(_run_one(db, ops[start]))
+                outcomes.append(_run_one(db, ops[start], fanout))
             start = max(end, start + 1)
         db.execute("COMMIT")
+        fanout.committed()
     except BaseException:
+        fanout.rolled_back()  # it may hold audiences the rollback removes
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
@@ -611,12 +619,14 @@ def _bulk_run_end(ops: list[Op], start: int) -> int:
     return end
 
 
-def _run_one(db: sqlite3.Connection, op: Op) -> Outcome:
-    tx = Tx(db)
+def _run_one(db: sqlite3.Connection, op: Op, fanout: FanoutCache | None = None) -> Outcome:
+    tx = Tx(db, fanout=fanout)
     db.execute("SAVEPOINT op")
     try:
         result = op(tx)
     except Exception as exc:
+        if fanout is not None:
+            fanout.rolled_back()
         db.execute("ROLLBACK TO op")
         db.execute("RELEASE op")
         return (None, [], _client_error(exc))
@@ -624,16 +634,17 @@ def _run_one(db: sqlite3.Connection, op: Op) -> Outcome:
     return (result, tx.events, None)
 
 
-def _run_bulk(db: sqlite3.Connection, group: list[BulkOp]) -> list[Outcome]:
-    tx = Tx(db)
+def _run_bulk(db: sqlite3.Connection, group: list[BulkOp], fanout: FanoutCache) -> list[Outcome]:
+    tx = Tx(db, fanout=fanout)
     db.execute("SAVEPOINT bulk")
     try:
         results = group[0].run_many(tx, [op.item for op in group])
     except Exception as exc:
         log.warning("set-based write failed (%r); writing one by one", exc)
+        fanout.rolled_back()
         db.execute("ROLLBACK TO bulk")
         db.execute("RELEASE bulk")
-        return [_run_one(db, op) for op in group]
+        return [_run_one(db, op, fanout) for op in group]
     db.execute("RELEASE bulk")
     outcomes: list[Outcome] = []
     for index, result in enumerate(results):

@@ -6,30 +6,48 @@ thread, so a whole group commit costs one thread hop instead of one per statemen
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Container, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from relayd import jsoncodec
 from relayd.domain.models import Event, now_ms
+
+if TYPE_CHECKING:
+    from relayd.storage.sql_fanout import FanoutCache
+
+
+Params = Sequence[Any] | Mapping[str, Any]  # positional (?) or named (:name)
 
 
 class Tx:
     """One operation's view of the database; collects the events it records."""
 
-    def __init__(self, db: sqlite3.Connection, now: int | None = None) -> None:
+    def __init__(
+        self, db: sqlite3.Connection, now: int | None = None, fanout: FanoutCache | None = None
+    ) -> None:
         self.db = db
         self.now = now_ms() if now is None else now
         self.events: list[Event] = []
+        self._fanout = fanout
 
-    def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+    @property
+    def fanout(self) -> FanoutCache:
+        """The writer's cache of resolved audiences (a throwaway one outside the writer)."""
+        if self._fanout is None:
+            from relayd.storage.sql_fanout import FanoutCache
+
+            self._fanout = FanoutCache()
+        return self._fanout
+
+    def one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.db.execute(sql, params).fetchone()
         return row
 
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         return self.db.execute(sql, params).fetchall()
 
-    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def scalar(self, sql: str, params: Params = ()) -> Any:
         row = self.db.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
@@ -37,7 +55,7 @@ class Tx:
         """The highest id an AUTOINCREMENT table ever assigned (0 before the first row)."""
         return int(self.scalar("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)) or 0)
 
-    def run(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def run(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         return self.db.execute(sql, params)
 
     def run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
@@ -60,51 +78,65 @@ class Tx:
             self.db.execute(f"{insert} VALUES {values}", [v for row in chunk for v in row])
 
     def emit(
-        self, type_: str, data: dict[str, Any], audience: Iterable[str] | None = None
+        self,
+        type_: str,
+        data: dict[str, Any],
+        audience: Iterable[str] | None = None,
+        *,
+        of_message: int | None = None,
+        live: Container[str] | None = None,
     ) -> Event:
-        members = None if audience is None else frozenset(audience)
-        stored_audience = None if members is None else dumps(sorted(members))
+        """Record an event. `audience`: the agent ids that see it (None: everyone). With
+        `of_message`, the recipients of that message see it too: the log stores the reference
+        (resolved by a join on replay) and `live` is the in-memory lookup for live readers."""
+        listed = None if audience is None else frozenset(audience)
         text = dumps(data)
         cursor = self.db.execute(
-            "INSERT INTO events (type, data, audience, created_at) VALUES (?, ?, ?, ?)",
-            (type_, text, stored_audience, self.now),
+            "INSERT INTO events (type, data, audience, audience_message, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (type_, text, None if listed is None else dumps(sorted(listed)), of_message,
+             self.now),
         )
-        event = Event(int(cursor.lastrowid or 0), type_, data, members, self.now, text)
+        seen_by = listed if of_message is None else (live if live is not None else frozenset())
+        event = Event(int(cursor.lastrowid or 0), type_, data, seen_by, self.now, text)
         self.events.append(event)
         return event
 
-    def emit_many(
-        self, type_: str, items: Sequence[tuple[dict[str, Any], Iterable[str] | None]]
-    ) -> list[Event]:
+    def emit_many(self, type_: str, items: Sequence[EventSpec]) -> list[Event]:
         """Record several events of one type with one statement (ids assigned here: we are
         the only writer, inside the write transaction)."""
         first = self.last_id("events") + 1
         events, rows = [], []
-        for offset, (data, audience) in enumerate(items):
-            members = None if audience is None else frozenset(audience)
+        for offset, (data, audience, of_message, live) in enumerate(items):
+            listed = None if audience is None else frozenset(audience)
             text = dumps(data)
-            events.append(Event(first + offset, type_, data, members, self.now, text))
-            stored = None if members is None else dumps(sorted(members))
-            rows.append((first + offset, type_, text, stored, self.now))
-        self.insert_rows("INSERT INTO events (id, type, data, audience, created_at)", rows)
+            stored = None if listed is None else dumps(sorted(listed))
+            if of_message is None:
+                seen_by: Container[str] | None = listed
+            else:
+                seen_by = live if live is not None else frozenset()
+            events.append(Event(first + offset, type_, data, seen_by, self.now, text))
+            rows.append((first + offset, type_, text, stored, of_message, self.now))
+        self.insert_rows(
+            "INSERT INTO events (id, type, data, audience, audience_message, created_at)", rows
+        )
         self.events.extend(events)
         return events
+
+
+# (data, audience, of_message, live): see Tx.emit
+EventSpec = tuple[dict[str, Any], Iterable[str] | None, int | None, Container[str] | None]
 
 
 MAX_VARIABLES = 32766  # SQLite's default SQLITE_MAX_VARIABLE_NUMBER since 3.32
 
 
-# One encoder: json.dumps with non-default options builds a new encoder on every call, and
-# the writer encodes a few values per message.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
 def dumps(value: Any) -> str:
-    return _ENCODER.encode(value)
+    return jsoncodec.dumps(value)
 
 
 def loads(text: str | None, default: Any) -> Any:
-    return default if text is None else json.loads(text)
+    return default if text is None else jsoncodec.loads(text)
 
 
 def sql_list(values: Iterable[str]) -> str:

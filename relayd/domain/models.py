@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Container
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -122,7 +122,7 @@ class Message:
         return data
 
 
-class Recipients(Container[str]):
+class Recipients(Collection[str]):
     """The recipients of a message fanned out through a shared audience, without a copy:
     the audience's members other than the sender, plus any agents listed in `extra` (late
     deliveries, a task's holder). What live events check `?for=` readers against."""
@@ -139,6 +139,15 @@ class Recipients(Container[str]):
     def __contains__(self, agent_id: object) -> bool:
         return agent_id in self.extra or (agent_id != self.exclude and agent_id in self.members)
 
+    def __iter__(self) -> Iterator[str]:  # O(members): prefer `in`
+        yield from self.extra
+        for agent_id in self.members:
+            if agent_id != self.exclude and agent_id not in self.extra:
+                yield agent_id
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
 
 @dataclass
 class Event:
@@ -147,7 +156,7 @@ class Event:
     id: int
     type: str
     data: dict[str, Any]
-    audience: Container[str] | None  # None: every agent sees it
+    audience: Collection[str] | None  # None: every agent sees it
     created_at: int = 0
     data_json: str | None = field(default=None, repr=False, compare=False)
     # read from the log: the message whose recipients see it (`audience` is then only the

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Container
+from collections.abc import Collection
 from typing import Any
 
 from relayd.domain.models import Event
@@ -13,7 +13,7 @@ from relayd.storage.sqlite_tx import Tx, loads
 
 def row_to_event(row: sqlite3.Row, reader: str | None = None) -> Event:
     listed = row["audience"]
-    audience: Container[str] | None
+    audience: Collection[str] | None
     if reader is not None:  # the query kept only what this reader sees
         audience = frozenset((reader,))
     elif row["audience_message"] is not None:  # a message's recipients: resolved per reader

@@ -7,7 +7,7 @@ thread, so a whole group commit costs one thread hop instead of one per statemen
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from relayd import jsoncodec
@@ -84,7 +84,7 @@ class Tx:
         audience: Iterable[str] | None = None,
         *,
         of_message: int | None = None,
-        live: Container[str] | None = None,
+        live: Collection[str] | None = None,
     ) -> Event:
         """Record an event. `audience`: the agent ids that see it (None: everyone). With
         `of_message`, the recipients of that message see it too: the log stores the reference
@@ -112,7 +112,7 @@ class Tx:
             text = dumps(data)
             stored = None if listed is None else dumps(sorted(listed))
             if of_message is None:
-                seen_by: Container[str] | None = listed
+                seen_by: Collection[str] | None = listed
             else:
                 seen_by = live if live is not None else frozenset()
             events.append(Event(first + offset, type_, data, seen_by, self.now, text))
@@ -125,7 +125,7 @@ class Tx:
 
 
 # (data, audience, of_message, live): see Tx.emit
-EventSpec = tuple[dict[str, Any], Iterable[str] | None, int | None, Container[str] | None]
+EventSpec = tuple[dict[str, Any], Iterable[str] | None, int | None, Collection[str] | None]
 
 
 MAX_VARIABLES = 32766  # SQLite's default SQLITE_MAX_VARIABLE_NUMBER since 3.32

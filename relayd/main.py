@@ -11,7 +11,7 @@ import logging.handlers
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,18 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where the platform has it (not on Windows), else asyncio's own loop."""
+    if sys.platform == "win32":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def _reload(relay: Relay) -> None:
     try:
         relay.reload()
@@ -149,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exposed:
             log.warning("%s", exposed)
         relay = Relay(settings)
-        asyncio.run(serve(relay, args))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(serve(relay, args))
     except StartupError as exc:
         print(f"relayd: {exc}", file=sys.stderr)
         return ExitCode.STARTUP

@@ -130,7 +130,7 @@ async def open_stream(request: web.Request, ctx: Context, reader: str | None) ->
     live_from = await ctx.store.latest_event_id()
     await response.prepare(request)
     stream = EventStream(ctx, response, reader)
-    if chunked and isinstance(request.transport, asyncio.Transport):
+    if chunked and request.transport is not None:  # uvloop's transports are not subclasses
         stream.transport = request.transport
     ctx.sse_connections += 1
     try:

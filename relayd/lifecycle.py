@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from relayd.app import Route, create_app
 from relayd.bus import LocalBus
 from relayd.channels import build_channels
 from relayd.context import Context
+from relayd.domain.models import Event
 from relayd.http_server import GuardedAppRunner
 from relayd.notify import Notifier
 from relayd.reaper import Reaper
@@ -126,9 +127,16 @@ class Relay:
             except Exception as exc:
                 log.warning("channel %s did not stop cleanly: %s", channel.name, exc)
 
+    def _publish(self, events: Sequence[Event]) -> None:
+        """Committed events: counted for /metrics, then fanned out."""
+        self.ctx.metrics.events(events)
+        self.ctx.bus.publish(events)
+
     async def _open_storage(self) -> None:
+        self.ctx.store.on_commit = self.ctx.metrics.committed
+        self.ctx.metrics.sse_connections = lambda: self.ctx.sse_connections
         try:
-            await self.ctx.store.open(self.ctx.bus.publish)
+            await self.ctx.store.open(self._publish)
         except (OSError, sqlite3.Error) as exc:
             await self.ctx.store.close()
             raise StartupError(
@@ -234,7 +242,7 @@ class Relay:
 def bound_address(site: web.TCPSite) -> tuple[str, int]:
     """The address a started site really listens on (port 0 means the OS chose)."""
     server = site._server
-    assert isinstance(server, asyncio.base_events.Server)
-    sock: socket.socket = server.sockets[0]
+    assert server is not None  # an asyncio or a uvloop server: both have .sockets
+    sock: socket.socket = server.sockets[0]  # type: ignore[attr-defined]
     host, port = sock.getsockname()[:2]
     return str(host), int(port)

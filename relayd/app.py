@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from importlib import resources
 from pathlib import PurePosixPath
 
@@ -39,6 +40,7 @@ ROUTES: list[Route] = [
     ("POST", "/api/messages/{id}/claim", messages.claim),
     ("GET", "/api/events", events.stream),
     ("GET", "/api/stats", stats.stats),
+    ("GET", "/api/metrics", stats.metrics),
     ("GET", "/api/health", stats.health),
     ("GET", "/api/openapi.json", openapi.document),
     ("POST", "/api/pairs", pairs.create),
@@ -93,9 +95,24 @@ def _local_address(request: web.Request) -> str | None:
 
 @web.middleware
 async def relay_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Errors as JSON, the browser checks (Host, Origin, JSON bodies), CORS preflight and
-    auth in one layer: aiohttp wraps every middleware layer per request, and this is the
-    hottest path of the daemon. It runs for every route, unknown paths included."""
+    """Errors as JSON, the browser checks (Host, Origin, JSON bodies), CORS preflight, auth
+    and request metrics in one layer: aiohttp wraps every middleware layer per request, and
+    this is the hottest path of the daemon. It runs for every route, unknown paths included."""
+    started = time.perf_counter()
+    response = await _guarded(request, handler)
+    resource = request.match_info.route.resource
+    # SSE streams have no latency to speak of: they last as long as the client stays
+    seconds = time.perf_counter() - started if isinstance(response, web.Response) else None
+    context_of(request).metrics.request(
+        resource.canonical if resource is not None else "unmatched",
+        request.method,
+        response.status,
+        seconds,
+    )
+    return response
+
+
+async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         headers = request.headers
         policy = context_of(request).browser_policy
@@ -178,6 +195,7 @@ def create_app(ctx: Context, extra_routes: list[Route] | None = None) -> web.App
     app.on_shutdown.append(mcp_http.on_shutdown)
     for method, path, handler in [*ROUTES, *(extra_routes or [])]:
         app.router.add_route(method, path, handler)
+    app.router.add_get("/metrics", stats.metrics)  # where Prometheus looks by default
     app.router.add_get("/", dashboard)
     app.router.add_get("/static/{name}", static_asset)
     return app

@@ -64,13 +64,15 @@ def unauthorized() -> ApiError:
 
 
 MCP_PATH = "/mcp"
+AUTHORIZED_PATHS = (MCP_PATH, "/metrics")  # outside /api/, with the API's auth
 
 
 def authorize(request: web.Request) -> None:
-    """Identify the caller of an /api/ or /mcp request and check the handler's declared scope
-    (each MCP tool checks its own scope with `require_scope`)."""
+    """Identify the caller of an /api/ or /mcp request (or /metrics, the same handler as
+    /api/metrics) and check the handler's declared scope (each MCP tool checks its own scope
+    with `require_scope`)."""
     path = request.path
-    if not (path.startswith("/api/") or path == MCP_PATH) or request.method == "OPTIONS":
+    if not (path.startswith("/api/") or path in AUTHORIZED_PATHS) or request.method == "OPTIONS":
         return
     principal = identify(context_of(request).settings, presented_token(request))
     if principal is None:

@@ -163,6 +163,7 @@ class CallbackWorker:
         status, error = await self._post(integration, delivery)
         if status is not None and 200 <= status < 300:
             await self.ctx.store.callback_delivered(delivery.id, status)
+            self.ctx.metrics.callback("delivered")
             return
         await self._failed(delivery, error or f"HTTP {status}", status)
 
@@ -201,6 +202,8 @@ class CallbackWorker:
         outcome = await self.ctx.store.callback_failed(
             delivery.id, error, status, max_attempts, now_ms() + int(delay * 1000)
         )
+        if outcome in ("dead", "retrying"):
+            self.ctx.metrics.callback("dead" if outcome == "dead" else "failed")
         if outcome == "dead":
             log.warning(
                 "callbacks: delivery %s (%s, task %d) is dead after %d attempts: %s",

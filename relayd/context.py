@@ -11,6 +11,7 @@ from aiohttp import web
 
 from relayd.browser_guard import BrowserPolicy, policy_for
 from relayd.bus import EventBus
+from relayd.metrics import Metrics
 from relayd.settings import Settings
 from relayd.storage.sqlite import SQLiteStore
 
@@ -25,6 +26,7 @@ class Context:
     bus: EventBus
     started_at: float = field(default_factory=time.time)
     sse_connections: int = 0
+    metrics: Metrics = field(default_factory=Metrics)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     extras: dict[str, Any] = field(default_factory=dict)  # services added by later layers
     channels: list[Channel] = field(default_factory=list)  # bridges, started by the Relay

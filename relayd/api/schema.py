@@ -781,6 +781,21 @@ EVENTS_AND_SYSTEM: dict[str, dict[str, Any]] = {
             "responses": {"200": answer("counters", "Stats")},
         },
     },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics (text exposition format); also served at /metrics",
+            "description": "requests by route, method and status; latency histograms; messages"
+            " sent and delivered; claims; open SSE streams; group-commit batch sizes; callback"
+            " deliveries by outcome",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format 0.0.4",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+            },
+        },
+    },
     "/health": {
         "get": {
             "operationId": "health",

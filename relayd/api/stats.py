@@ -11,6 +11,7 @@ from relayd.api.common import ok, requires
 from relayd.context import Context, context_of
 from relayd.domain.models import iso, now_ms
 from relayd.errors import json_error
+from relayd.metrics import CONTENT_TYPE
 
 RATE_BUCKET_MS = 60_000
 RATE_BUCKETS = 60
@@ -44,6 +45,13 @@ async def collect_stats(ctx: Context) -> dict[str, Any]:
 @requires("stats:read")
 async def stats(request: web.Request) -> web.Response:
     return ok(await collect_stats(context_of(request)))
+
+
+@requires("stats:read")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; also served at /metrics with the same auth."""
+    body = context_of(request).metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 @requires("health:read")

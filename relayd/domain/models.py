@@ -146,7 +146,8 @@ class Recipients(Collection[str]):
                 yield agent_id
 
     def __len__(self) -> int:
-        return sum(1 for _ in self)
+        listed = len(self.members) - (self.exclude in self.members)
+        return listed + sum(1 for a in self.extra if a not in self.members or a == self.exclude)
 
 
 @dataclass

@@ -87,6 +87,9 @@ class MessageQuery:
 class Store(abc.ABC):
     """Storage for one relay. Methods raise relayd.errors.ApiError for client mistakes."""
 
+    # called with the number of writes after each group commit (for /metrics)
+    on_commit: Callable[[int], None] | None = None
+
     @abc.abstractmethod
     async def open(self, sink: EventSink) -> None: ...
 

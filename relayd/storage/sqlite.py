@@ -250,6 +250,8 @@ class SQLiteStore(Store):
             return
         self.commits += 1
         self.committed_writes += len(batch)
+        if self.on_commit is not None:
+            self.on_commit(len(batch))
         events: list[Event] = []
         for write, (result, op_events, error) in zip(batch, outcomes, strict=True):
             events.extend(op_events)

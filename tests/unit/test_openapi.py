@@ -109,7 +109,7 @@ def test_only_served_routes_are_emitted_and_unknown_ones_are_flagged() -> None:
 def test_every_described_path_is_a_contract_path() -> None:
     # Descriptions for routes that do not exist would silently never be emitted.
     contract_roots = {"agents", "messages", "events", "stats", "health", "openapi.json",
-                      "pairs", "tasks", "integrations", "channels"}  # fmt: skip
+                      "pairs", "tasks", "integrations", "channels", "metrics"}  # fmt: skip
     assert {path.split("/")[1] for path in schema.OPERATIONS} <= contract_roots
 
 

@@ -53,6 +53,11 @@ async def send(request: web.Request) -> web.Response:
     return answer({"id": next(ids), **data, "recipients": []}, 201)
 
 
+async def register(request: web.Request) -> web.Response:
+    data = loads(await request.read())
+    return answer(data, 201)
+
+
 async def inbox(request: web.Request) -> web.Response:
     return answer({"messages": [], "cursor": int(request.query.get("since", "0"))})
 
@@ -95,6 +100,7 @@ def main() -> None:
     app.on_startup.append(stop_event)
     app.router.add_post("/api/messages", send)
     app.router.add_get("/api/messages", inbox)
+    app.router.add_post("/api/agents", register)
     app.router.add_get("/api/events", events)
     app.router.add_post("/fanout", fanout)
     app.router.add_get("/bare/info", info)

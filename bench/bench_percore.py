@@ -4,8 +4,13 @@ Every server is pinned to one core (taskset), the load generator (wrk, or this s
 aiohttp clients) to the other, so the daemon's threads cannot borrow the load generator's
 core. Rounds alternate between the servers; figures are medians over the rounds.
 
+Two throughput figures per phase: requests per wall-clock second (what a client sees) and
+requests per CPU-second the server process used (user + system, all its threads). On a busy
+shared machine the first moves with everything else running there; the second is the per-core
+cost and stays put.
+
     python bench/bench_percore.py [--seconds 5] [--rounds 3] [--streams 1000]
-                                  [--agents 10000] [--broadcasts 500]
+                                  [--agents 10000] [--broadcasts 500] [--skip sse,broadcast]
 
 Baselines: bench/bare_server.py (a bare aiohttp handler on uvloop + orjson that stores
 nothing) and bench/bun_server.js (the seed's stack: Bun + bun:sqlite, WAL, synchronous=FULL,
@@ -24,9 +29,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import sse_latency
@@ -42,34 +49,61 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def wrk(url: str, seconds: int, connections: int, tmp: Path, post: bool) -> float:
+@dataclass
+class Phase:
+    wall: float  # requests per second
+    per_cpu: float  # requests per CPU-second of the server
+
+
+def cpu_seconds(server: Server) -> float:
+    times = psutil.Process(server.proc.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def wrk(server: Server, path: str, seconds: int, connections: int, tmp: Path,
+        post: bool) -> Phase:
     cmd = ["taskset", "-c", str(LOAD_CPU), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
     if post:
         script = tmp / "post.lua"
         script.write_text(POST_LUA)
         cmd += ["-s", str(script)]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True,
+    before = cpu_seconds(server)
+    out = subprocess.run([*cmd, f"{server.url}{path}"], capture_output=True, text=True,
                          timeout=seconds + 30).stdout
+    used = cpu_seconds(server) - before
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if found is None or errors is not None:
-        raise RuntimeError(f"wrk against {url} failed or saw errors:\n{out}")
-    return float(found.group(1))
+    if found is None or total is None or errors is not None:
+        raise RuntimeError(f"wrk against {server.kind} {path} failed or saw errors:\n{out}")
+    return Phase(float(found.group(1)), int(total.group(1)) / max(used, 1e-9))
 
 
-def ratio_line(name: str, value: float, base: float, base_name: str, unit: str,
-               target: str, rounds: list[float] | None = None) -> str:
-    extra = f"  rounds={[round(r) for r in rounds]}" if rounds else ""
-    return (f"{name}: {value:,.1f}{unit} vs {base_name} {base:,.1f}{unit}  "
-            f"ratio={value / base:.2f}  [{target}]{extra}")
+def report(name: str, runs: dict[str, list[Phase]], base: str, target: str,
+           per_cpu: bool = True) -> None:
+    ours, theirs = runs["relayd"], runs[base]
+    wall, base_wall = median([p.wall for p in ours]), median([p.wall for p in theirs])
+    line = (f"{name}: relayd {wall:,.0f}/s vs {base} {base_wall:,.0f}/s  "
+            f"ratio={wall / base_wall:.2f}  [{target}]")
+    if per_cpu:
+        cpu, base_cpu = median([p.per_cpu for p in ours]), median([p.per_cpu for p in theirs])
+        line += (f"  | per CPU-second: relayd {cpu:,.0f} vs {base} {base_cpu:,.0f}  "
+                 f"ratio={cpu / base_cpu:.2f}")
+    line += (f"  | rounds relayd={[round(p.wall) for p in ours]} "
+             f"{base}={[round(p.wall) for p in theirs]}")
+    print(line, flush=True)
+
+
+def rotated(names: list[str], round_no: int) -> list[str]:
+    shift = round_no % len(names)
+    return names[shift:] + names[:shift]
 
 
 async def run(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="relay-percore-"))
-    have_bun = BUN.exists()
     servers = {"relayd": Server("relayd", tmp, cpu=SERVER_CPU),
                "bare": Server("bare", tmp, cpu=SERVER_CPU)}
-    if have_bun:
+    if BUN.exists():
         servers["bun"] = Server("bun", tmp, cpu=SERVER_CPU)
     try:
         for server in servers.values():
@@ -83,77 +117,76 @@ async def run(args: argparse.Namespace) -> None:
         idle_rss = servers["relayd"].rss_mib()
         print(f"# per-core run: servers pinned to cpu {SERVER_CPU}, load on cpu {LOAD_CPU}; "
               f"{args.seconds}s phases, {args.rounds} alternating rounds, medians; "
-              f"cpus={os.cpu_count()}; bare server on {bare_info['loop']} + {bare_info['json']}"
-              f"; bun={'yes' if have_bun else 'MISSING (cd bench/bun && npm install)'}")
+              f"cpus={os.cpu_count()}; load average {os.getloadavg()[0]:.1f}; bare server on "
+              f"{bare_info['loop']} + {bare_info['json']}; bun "
+              f"{'1.4.5' if 'bun' in servers else 'MISSING (cd bench/bun && npm install)'}",
+              flush=True)
 
-        # 1. durable sends, c=64
-        sends: dict[str, list[float]] = {name: [] for name in servers}
+        sends: dict[str, list[Phase]] = {name: [] for name in servers}
         for round_no in range(args.rounds):
-            names = list(servers)
-            shift = round_no % len(names)
-            order = names[shift:] + names[:shift]
-            for name in order:
-                sends[name].append(wrk(f"{servers[name].url}/api/messages", args.seconds, 64,
-                                       tmp, post=True))
-        relay_rate, bare_rate = median(sends["relayd"]), median(sends["bare"])
-        print(ratio_line("durable send c=64 pinned", relay_rate, bare_rate, "bare", "/s",
-                         "target >= 0.6", sends["relayd"]))
-        if have_bun:
-            bun_rate = median(sends["bun"])
-            print(ratio_line("durable send c=64 pinned", relay_rate, bun_rate, "bun+sqlite",
-                             "/s", "target >= 4.0", sends["bun"]))
+            for name in rotated(list(servers), round_no):
+                sends[name].append(wrk(servers[name], "/api/messages", args.seconds, 64, tmp,
+                                       post=True))
+        report("durable send POST /api/messages c=64 pinned", sends, "bare", "target >= 0.6")
+        if "bun" in servers:
+            report("durable send POST /api/messages c=64 pinned", sends, "bun",
+                   "target >= 4.0 (wall)", per_cpu=False)
 
-        # 2. inbox poll, c=16: what a poller mostly gets (nothing new since its cursor)
-        async with (aiohttp.ClientSession() as session,
-                    session.get(f"{servers['relayd'].url}/api/messages/cursor") as r):
-            cursor = (await r.json())["cursor"]
-        polls: dict[str, list[float]] = {"relayd": [], "bare": []}
-        for round_no in range(args.rounds):
-            for name in (("relayd", "bare") if round_no % 2 else ("bare", "relayd")):
-                url = f"{servers[name].url}/api/messages?for=sink&since={cursor}"
-                polls[name].append(wrk(url, args.seconds, 16, tmp, post=False))
-        print(ratio_line("inbox poll GET /api/messages?for=sink&since=<cursor> c=16 pinned",
-                         median(polls["relayd"]), median(polls["bare"]), "bare GET", "/s",
-                         "target >= 0.5", polls["relayd"]))
+        if "poll" not in args.skip:
+            async with (aiohttp.ClientSession() as session,
+                        session.get(f"{servers['relayd'].url}/api/messages/cursor") as r):
+                cursor = (await r.json())["cursor"]
+            path = f"/api/messages?for=sink&since={cursor}"  # a poller's usual answer: nothing new
+            polls: dict[str, list[Phase]] = {"relayd": [], "bare": []}
+            for round_no in range(args.rounds):
+                for name in rotated(["bare", "relayd"], round_no):
+                    polls[name].append(wrk(servers[name], path, args.seconds, 16, tmp,
+                                           post=False))
+            report("inbox poll GET /api/messages?for=sink&since=<cursor> c=16 pinned", polls,
+                   "bare", "target >= 0.5")
 
-        # 3. SSE fan-out to N streams: delivery latency
-        runs: dict[str, list[dict[str, float]]] = {"relayd": [], "bare": []}
-        for round_no in range(args.rounds):
-            for name in (("relayd", "bare") if round_no % 2 else ("bare", "relayd")):
-                runs[name].append(await sse_latency(servers[name], args.streams, args.events))
-        relay_p99 = median([r["p99_ms"] for r in runs["relayd"]])
-        bare_p99 = median([r["p99_ms"] for r in runs["bare"]])
-        relay_p50 = median([r["p50_ms"] for r in runs["relayd"]])
-        bare_p50 = median([r["p50_ms"] for r in runs["bare"]])
-        print(ratio_line(f"SSE fan-out {args.streams} streams p99", relay_p99, bare_p99,
-                         "bare fan-out", "ms", "target <= 1.0"),
-              f" (p50 relayd={relay_p50:.1f}ms bare={bare_p50:.1f}ms)")
-        streams_rss = median([r["rss_mib"] for r in runs["relayd"]])
-        bare_streams_rss = median([r["rss_mib"] for r in runs["bare"]])
-
-        # 4. RSS
-        print(f"relayd RSS idle: {idle_rss:.1f} MiB  [target < 60]; with {args.streams} "
-              f"streams: {streams_rss:.1f} MiB  [target < 100]  (bare with streams: "
-              f"{bare_streams_rss:.1f} MiB)")
+        if "sse" not in args.skip:
+            runs: dict[str, list[dict[str, float]]] = {"relayd": [], "bare": []}
+            for round_no in range(args.rounds):
+                for name in rotated(["bare", "relayd"], round_no):
+                    runs[name].append(await sse_latency(servers[name], args.streams,
+                                                        args.events))
+            p99 = {n: median([r["p99_ms"] for r in runs[n]]) for n in runs}
+            p50 = {n: median([r["p50_ms"] for r in runs[n]]) for n in runs}
+            rss = {n: median([r["rss_mib"] for r in runs[n]]) for n in runs}
+            print(f"SSE fan-out to {args.streams} streams, {args.events} events: p99 relayd "
+                  f"{p99['relayd']:.1f}ms vs bare {p99['bare']:.1f}ms  "
+                  f"ratio={p99['relayd'] / p99['bare']:.2f}  [target <= 1.0]  (p50 relayd "
+                  f"{p50['relayd']:.1f}ms bare {p50['bare']:.1f}ms; p99 rounds relayd="
+                  f"{[round(r['p99_ms'], 1) for r in runs['relayd']]} bare="
+                  f"{[round(r['p99_ms'], 1) for r in runs['bare']]})", flush=True)
+            print(f"relayd RSS idle {idle_rss:.1f} MiB = {idle_rss / 60:.2f} x 60 MiB "
+                  f"[target < 1.0]; with {args.streams} streams {rss['relayd']:.1f} MiB = "
+                  f"{rss['relayd'] / 100:.2f} x 100 MiB [target < 1.0] (bare with streams "
+                  f"{rss['bare']:.1f} MiB)", flush=True)
+        else:
+            print(f"relayd RSS idle {idle_rss:.1f} MiB = {idle_rss / 60:.2f} x 60 MiB "
+                  "[target < 1.0]", flush=True)
     finally:
         for server in servers.values():
             server.stop()
 
-    # 5. broadcasts, on a fresh relay (pinned like the rest)
-    fresh = Server("relayd", tmp, cpu=SERVER_CPU)
-    try:
-        await fresh.wait_ready()
-        took = await register_agents(fresh.url, args.agents)
-        result = await broadcasts(fresh.url, args.broadcasts, args.concurrency)
-        print(f"{args.broadcasts} broadcasts to {args.agents} agents: {result['seconds']:.2f}s "
-              f"= {result['seconds'] / 5:.2f} x the 5 s target [target < 1.0]; another client's "
-              f"{result['direct_sends']:.0f} sends meanwhile p99={result['p99_ms']:.1f}ms = "
-              f"{result['p99_ms'] / 50:.2f} x the 50 ms target [target < 1.0] "
-              f"(p50={result['p50_ms']:.1f}ms; agents registered in {took:.1f}s; database "
-              f"{fresh.db_mib():.1f} MiB)")
-    finally:
-        fresh.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    if "broadcast" not in args.skip:
+        fresh = Server("relayd", tmp, cpu=SERVER_CPU)
+        try:
+            await fresh.wait_ready()
+            took = await register_agents(fresh.url, args.agents)
+            result = await broadcasts(fresh.url, args.broadcasts, args.concurrency)
+            print(f"{args.broadcasts} broadcasts to {args.agents} agents (relayd pinned): "
+                  f"{result['seconds']:.2f}s = {result['seconds'] / 5:.2f} x the 5 s target "
+                  f"[target < 1.0]; another client's {result['direct_sends']:.0f} sends "
+                  f"meanwhile p99 {result['p99_ms']:.1f}ms = {result['p99_ms'] / 50:.2f} x the "
+                  f"50 ms target [target < 1.0] (p50 {result['p50_ms']:.1f}ms; {args.agents} "
+                  f"agents registered in {took:.1f}s; database {fresh.db_mib():.1f} MiB)",
+                  flush=True)
+        finally:
+            fresh.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -165,6 +198,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=10_000)
     parser.add_argument("--broadcasts", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--skip", default="", help="comma list of: poll, sse, broadcast")
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         sys.exit("bench_percore needs wrk and taskset (apt-get install -y wrk util-linux)")

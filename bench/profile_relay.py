@@ -1,0 +1,105 @@
+"""Profile relayd under load with py-spy: relayd pinned to one core, wrk on the other.
+
+    pip install py-spy
+    python bench/profile_relay.py OUT.raw [--seconds 10] [--poll]
+
+Writes py-spy's raw (collapsed) stacks to OUT.raw and prints the top frames by own and by
+inclusive time, per thread (the event loop and the SQLite writer). --poll profiles inbox polls
+(GET /api/messages?for=…&since=…) instead of sends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_percore import LOAD_CPU, POST_LUA, SERVER_CPU
+from harness import Server
+
+
+def summarize(raw: Path, top: int) -> None:
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        threads[frames[0]] += count
+        names = [_name(f) for f in frames[1:]]
+        if names:
+            own[names[-1]] += count
+        for name in set(names):
+            inclusive[name] += count
+    print(f"samples: {total}")
+    for thread, count in threads.most_common(4):
+        print(f"  thread {thread[:70]}: {100 * count / total:.1f}%")
+    print("own time:")
+    for name, count in own.most_common(top):
+        print(f"  {100 * count / total:5.1f}%  {name}")
+    print("inclusive time:")
+    for name, count in inclusive.most_common(top):
+        print(f"  {100 * count / total:5.1f}%  {name}")
+
+
+def _name(frame: str) -> str:
+    function, _, location = frame.strip().partition(" (")
+    where = location.rstrip(")").split(":")[0]
+    parts = where.split("/")
+    short = "/".join(parts[-2:]) if len(parts) > 1 else where
+    return f"{function} ({short})"
+
+
+async def run(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="relay-profile-"))
+    relayd = Server("relayd", tmp, cpu=SERVER_CPU)
+    try:
+        await relayd.wait_ready()
+        async with aiohttp.ClientSession() as session:
+            await session.post(f"{relayd.url}/api/agents", json={"id": "sink"})
+            for _ in range(200):
+                await session.post(f"{relayd.url}/api/messages",
+                                   json={"from": "b", "to": "sink", "body": "warm"})
+        wrk = ["taskset", "-c", str(LOAD_CPU), "wrk", "-t1", f"-d{args.seconds + 4}s"]
+        if args.poll:
+            wrk += ["-c16", f"{relayd.url}/api/messages?for=sink&since=200"]
+        else:
+            script = tmp / "post.lua"
+            script.write_text(POST_LUA)
+            wrk += ["-c64", "-s", str(script), f"{relayd.url}/api/messages"]
+        load = subprocess.Popen(wrk, stdout=subprocess.PIPE, text=True)
+        await asyncio.sleep(2)
+        subprocess.run(["py-spy", "record", "-r", "250", "-d", str(args.seconds), "-f", "raw",
+                        "-o", str(args.out), "--pid", str(relayd.proc.pid), "--threads",
+                        "--nonblocking"], check=True, capture_output=True)
+        out, _ = load.communicate()
+        rate = [line for line in out.splitlines() if "Requests/sec" in line]
+        print(f"# {'polls' if args.poll else 'sends'} under profile: {rate}")
+    finally:
+        relayd.stop()
+    summarize(args.out, args.top)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--poll", action="store_true")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

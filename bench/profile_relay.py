@@ -82,7 +82,7 @@ async def run(args: argparse.Namespace) -> None:
         load = subprocess.Popen(wrk, stdout=subprocess.PIPE, text=True)
         await asyncio.sleep(2)
         subprocess.run(["py-spy", "record", "-r", "250", "-d", str(args.seconds), "-f", "raw",
-                        "-o", str(args.out), "--pid", str(relayd.proc.pid), "--threads",
+                        "-o", str(args.out), "--pid", str(relayd.proc.pid), "--threads", *(["--gil"] if args.gil else []),
                         "--nonblocking"], check=True, capture_output=True)
         out, _ = load.communicate()
         rate = [line for line in out.splitlines() if "Requests/sec" in line]
@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--poll", action="store_true")
+    parser.add_argument("--gil", action="store_true",
+                        help="only samples holding the GIL: where the Python CPU time goes")
     asyncio.run(run(parser.parse_args()))
 
 

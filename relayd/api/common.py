@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from relayd import jsoncodec
 from relayd.domain.targets import AGENT_ID_RE
 from relayd.errors import ApiError, Handler, invalid
 
@@ -29,7 +30,7 @@ def requires(scope: str | tuple[str, ...] | None) -> Callable[[Handler], Handler
 def ok(payload: Any, status: int = 200) -> web.Response:
     return web.Response(
         status=status,
-        body=json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode(),
+        body=jsoncodec.dumps_bytes(payload),
         content_type="application/json",
     )
 
@@ -74,7 +75,7 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite
 
 def _parse_object(raw: bytes) -> Body:
     try:
-        data = _DECODER.decode(raw.decode("utf-8"))
+        data = jsoncodec.loads(raw, _DECODER)
     except (UnicodeDecodeError, ValueError, RecursionError):
         # ValueError also covers NaN/Infinity and integers too long to convert
         raise ApiError(400, "invalid_json", "request body is not valid JSON") from None

@@ -108,12 +108,14 @@ async def list_messages(request: web.Request) -> web.Response:
 
 async def listing(ctx: Context, query: MessageQuery, wait: int) -> tuple[list[Message], int]:
     """The messages matching `query` (long-polling up to `wait` s for one) and the cursor."""
-    if query.reader is not None and await ctx.store.get_agent(query.reader) is None:
+    page = await ctx.store.inbox(query)  # one read for the usual poll
+    if not page.registered:
         raise not_found(f"agent '{query.reader}' is not registered")
-    messages = await ctx.store.list_messages(query)
+    messages, latest = page.messages, page.latest_id
     if not messages and wait:
         messages = await _long_poll(ctx, query, wait)
-    cursor = max(m.id for m in messages) if messages else await ctx.store.latest_message_id()
+        latest = 0 if messages else await ctx.store.latest_message_id()
+    cursor = max(m.id for m in messages) if messages else latest
     return messages, cursor
 
 

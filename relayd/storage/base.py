@@ -84,6 +84,15 @@ class MessageQuery:
     descending: bool = False
 
 
+@dataclass(frozen=True)
+class InboxPage:
+    """One inbox read: whether the reader is registered, its page, the latest message id."""
+
+    registered: bool
+    messages: list[Message]
+    latest_id: int
+
+
 class Store(abc.ABC):
     """Storage for one relay. Methods raise relayd.errors.ApiError for client mistakes."""
 
@@ -139,6 +148,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def latest_message_id(self) -> int: ...
+
+    async def inbox(self, query: MessageQuery) -> InboxPage:
+        """GET /messages in one read where the backend can (a poll is three reads otherwise).
+        `messages` is empty when the reader is not registered."""
+        if query.reader is not None and await self.get_agent(query.reader) is None:
+            return InboxPage(False, [], 0)
+        messages = await self.list_messages(query)
+        latest = 0 if messages else await self.latest_message_id()
+        return InboxPage(True, messages, latest)
 
     @abc.abstractmethod
     async def thread(self, message_id: int) -> list[Message] | None: ...

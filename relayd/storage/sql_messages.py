@@ -10,7 +10,7 @@ from relayd.domain.targets import Target, parse_target
 from relayd.domain.tasks import FINISHED
 from relayd.errors import ApiError, conflict, forbidden, invalid, not_found
 from relayd.storage import sql_fanout, sql_idempotency
-from relayd.storage.base import MessageDraft, MessageQuery, SendResult
+from relayd.storage.base import InboxPage, MessageDraft, MessageQuery, SendResult
 from relayd.storage.sqlite_tx import EventSpec, Tx, dumps, loads, placeholders, sql_list
 
 
@@ -277,6 +277,15 @@ def list_messages(tx: Tx, query: MessageQuery) -> list[Message]:
         f" ORDER BY sort_id {order} LIMIT :limit"
     )
     return [row_to_message(r, query.reader) for r in tx.all(sql, params)]
+
+
+def inbox(tx: Tx, query: MessageQuery) -> InboxPage:
+    if query.reader is not None and tx.scalar(
+        "SELECT 1 FROM agents WHERE id = ?", (query.reader,)
+    ) is None:
+        return InboxPage(False, [], 0)
+    messages = list_messages(tx, query)
+    return InboxPage(True, messages, 0 if messages else latest_id(tx))
 
 
 def latest_id(tx: Tx) -> int:

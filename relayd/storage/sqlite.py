@@ -47,6 +47,7 @@ from relayd.storage.base import (
     AgentFilter,
     ChannelLink,
     EventSink,
+    InboxPage,
     MessageDraft,
     MessageQuery,
     SendResult,
@@ -319,6 +320,9 @@ class SQLiteStore(Store):
 
     async def list_messages(self, query: MessageQuery) -> list[Message]:
         return await self._read(partial(sql_messages.list_messages, query=query))
+
+    async def inbox(self, query: MessageQuery) -> InboxPage:
+        return await self._read(partial(sql_messages.inbox, query=query))
 
     async def latest_message_id(self) -> int:
         return await self._read(sql_messages.latest_id)

@@ -1,5 +1,8 @@
 """Benchmarks of the relay core (issue 2), each against a baseline measured in the same run.
 
+Unpinned: relayd and the load generator share both cores (the per-core figures of issue 12
+are bench_percore.py's).
+
 Prints figures; asserts nothing. Everything runs on loopback and stops by itself.
 
     python bench/bench_core.py [--seconds 5] [--streams 1000] [--events 40]
@@ -63,7 +66,9 @@ class Server:
         async with aiohttp.ClientSession() as session:
             for _ in range(200):
                 try:
-                    async with session.post(f"{self.url}/api/messages", data=b"{") as resp:
+                    async with session.post(f"{self.url}/api/messages", data=b"{",
+                                            headers={"Content-Type": "application/json"}
+                                            ) as resp:
                         if resp.status in (400, 500):
                             return
                 except aiohttp.ClientError:
@@ -246,7 +251,7 @@ async def run(args: argparse.Namespace) -> None:
             relay_rates.append(throughput(relayd.url, args.seconds, tmp))
         base_rate = statistics.median(r for r, _ in base_rates)
         relay_rate = statistics.median(r for r, _ in relay_rates)
-        print(f"send throughput (median of {args.rounds})  bare={base_rate:,.0f}/s  "
+        print(f"[unpinned] send throughput (median of {args.rounds})  bare={base_rate:,.0f}/s  "
               f"relayd={relay_rate:,.0f}/s  ratio={relay_rate / base_rate:.2f}  [target >= 0.6]"
               f"  rounds bare={[round(r) for r, _ in base_rates]} "
               f"relayd={[round(r) for r, _ in relay_rates]} ({relay_rates[-1][1]})")
@@ -256,7 +261,7 @@ async def run(args: argparse.Namespace) -> None:
             relay_runs.append(await sse_latency(relayd, args.streams, args.events))
         base_sse = {k: statistics.median(r[k] for r in base_runs) for k in base_runs[0]}
         relay_sse = {k: statistics.median(r[k] for r in relay_runs) for k in relay_runs[0]}
-        print(f"sse latency ({args.streams} streams, {args.events} events, median of "
+        print(f"[unpinned] sse latency ({args.streams} streams, {args.events} events, median of "
               f"{args.rounds})  bare p50={base_sse['p50_ms']:.1f}ms p99={base_sse['p99_ms']:.1f}ms"
               f"  relayd p50={relay_sse['p50_ms']:.1f}ms p99={relay_sse['p99_ms']:.1f}ms  "
               f"p50 ratio={relay_sse['p50_ms'] / base_sse['p50_ms']:.2f}  "

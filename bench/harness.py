@@ -42,7 +42,7 @@ class Server:
     """relayd, the bare aiohttp baseline, or the seed's Bun stack, as a subprocess."""
 
     def __init__(self, kind: str, tmp: Path, cpu: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, cmd: list[str] | None = None) -> None:
         self.kind = kind
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -54,7 +54,9 @@ class Server:
             "AGENT_RELAY_CONFIG": str(tmp / "empty.toml"), "AGENT_RELAY_LOG_LEVEL": "warning",
             "AGENT_RELAY_SSE_QUEUE_SIZE": "5000", **(env or {}),
         }
-        if kind == "relayd":
+        if cmd is not None:
+            pass
+        elif kind == "relayd":
             cmd = [sys.executable, "-m", "relayd.main"]
         elif kind == "bare":
             cmd = [sys.executable, str(BENCH / "bare_server.py"), str(self.port)]

@@ -81,9 +81,10 @@ async def run(args: argparse.Namespace) -> None:
             wrk += ["-c64", "-s", str(script), f"{relayd.url}/api/messages"]
         load = subprocess.Popen(wrk, stdout=subprocess.PIPE, text=True)
         await asyncio.sleep(2)
-        subprocess.run(["py-spy", "record", "-r", "250", "-d", str(args.seconds), "-f", "raw",
-                        "-o", str(args.out), "--pid", str(relayd.proc.pid), "--threads", *(["--gil"] if args.gil else []),
-                        "--nonblocking"], check=True, capture_output=True)
+        spy = ["py-spy", "record", "-r", "250", "-d", str(args.seconds), "-f", "raw", "-o",
+               str(args.out), "--pid", str(relayd.proc.pid), "--threads", "--nonblocking"]
+        subprocess.run([*spy, *(["--gil"] if args.gil else [])], check=True,
+                       capture_output=True)
         out, _ = load.communicate()
         rate = [line for line in out.splitlines() if "Requests/sec" in line]
         print(f"# {'polls' if args.poll else 'sends'} under profile: {rate}")

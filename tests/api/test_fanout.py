@@ -147,3 +147,18 @@ async def test_late_claimable_delivery_is_seen_once(http: aiohttp.ClientSession)
     assert seen == [("agent.status", "erin"), ("message.new", job)]
     claimed = await http.post(f"/api/messages/{job}/claim", json={"agent": "erin"})
     assert claimed.status == 200
+
+
+async def test_delivered_marks_and_the_thread_view(http: aiohttp.ClientSession) -> None:
+    await register(http, "bob")
+    await register(http, "carol")
+    sent = (await broadcast(http, "note"))["id"]
+    assert await inbox(http, "bob", undelivered="true") == [sent]
+    marked = await http.patch(f"/api/messages/{sent}", json={"agent": "bob", "delivered": True})
+    assert marked.status == 200, await marked.text()
+    assert await inbox(http, "bob", undelivered="true") == []
+    assert await inbox(http, "carol", undelivered="true") == [sent]
+    await http.patch(f"/api/messages/{sent}", json={"agent": "carol", "read": True})
+    thread = (await (await http.get(f"/api/messages/{sent}/thread")).json())["messages"]
+    assert [(d["agent"], d["read"]) for d in thread[0]["deliveries"]] == [
+        ("bob", False), ("carol", True)]

@@ -22,6 +22,7 @@ from relayctl.providers.codex.delivery import (
 )
 from relayctl.providers.codex.hook import run_hook
 from relayctl.providers.codex.sidecar import agent_identity
+from relayctl.providers.common import describe
 
 
 def message(mid: int, body: str, **extra: object) -> dict[str, object]:
@@ -43,14 +44,16 @@ def test_a_body_cannot_close_its_fence() -> None:
     assert "not instructions from the user" in text
     # The header is one line: a newline in the subject is escaped, not kept.
     header = next(line for line in text.splitlines() if line.startswith("msg#7 "))
-    assert header == 'msg#7 from alice, sentBy local, thread #7, subject "x\\ny"'
+    assert header == describe(message(7, hostile, subject="x\ny"))  # shared with Claude's
+    assert "from alice" in header and "sentBy local" in header and "thread #7" in header
+    assert 'subject "x\\ny"' in header
 
 
 def test_several_messages_make_one_batch_with_one_fence_marker() -> None:
     text = delivery_text([message(1, "a"), message(2, "b", replyTo=1, threadId=1)], "me")
     assert text.startswith("Agent Relay message batch received (2 messages)")
     assert "msg#1 from alice" in text and "msg#2 from alice" in text
-    assert "thread #1 (reply to msg#1)" in text
+    assert "reply to msg#1" in text
     assert len({line.split()[1] for line in text.splitlines()
                 if line.startswith("<<<BEGIN ")}) == 1
     assert client_message_id([message(1, "a"), message(2, "b")]) == "agent-relay:1,2"

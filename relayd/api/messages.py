@@ -49,6 +49,7 @@ def draft_from(body: Body, key: str | None, max_body_bytes: int) -> MessageDraft
         claimable=bool(body.boolean("claimable", False)),
         meta=body.obj("meta") or {},
         idempotency_key=key,
+        sent_by=principal_of(request).sent_by,
     )
 
 

@@ -154,6 +154,13 @@ SCHEMAS: dict[str, Schema] = {
             "claimedAt": OPTIONAL_TIMESTAMP,
             "createdAt": TIMESTAMP,
             "meta": {"type": "object"},
+            "sentBy": nullable({
+                "type": "string",
+                "description": "the principal that authenticated the send: admin,"
+                " integration:<name>, local (a token-less relay) or channel:<name> (a bridge);"
+                " `from` is only the name the sender chose. null for messages stored before"
+                " provenance was recorded",
+            }),
             "taskId": {**POSITIVE_ID, "description": "present when the message belongs to a task"},
             "read": {"type": "boolean", "description": "inbox listings (?for=) and PATCH only"},
             "readAt": {**OPTIONAL_TIMESTAMP, "description": "inbox listings and PATCH only"},
@@ -171,7 +178,7 @@ SCHEMAS: dict[str, Schema] = {
         },
         [
             "id", "from", "to", "subject", "body", "channel", "replyTo", "threadId",
-            "claimable", "claimedBy", "claimedAt", "createdAt", "meta",
+            "claimable", "claimedBy", "claimedAt", "createdAt", "meta", "sentBy",
         ],
     ),
     "SentMessage": {
@@ -491,7 +498,8 @@ PARAMETERS: dict[str, Schema] = {
         "required": False,
         "schema": {"type": "string", "minLength": 1, "maxLength": 128},
         "description": "a repeat of a key the same sender used in the last 24 hours returns"
-        " the original (200, same id) and delivers nothing twice",
+        " the original (200, same id) and delivers nothing twice; the same key with a"
+        " different body is 422 idempotency_mismatch",
     },
     "LastEventId": {
         "name": "Last-Event-ID",
@@ -690,7 +698,7 @@ MESSAGES: dict[str, dict[str, Any]] = {
             "responses": {
                 "201": answer("stored and delivered", "SentMessage"),
                 "200": answer("a repeated Idempotency-Key: the original message", "SentMessage"),
-                **errors(400, 404, 413),
+                **errors(400, 404, 413, 422),
             },
         },
         "get": {
@@ -817,7 +825,7 @@ PAIRS: dict[str, dict[str, Any]] = {
             "responses": {
                 "201": answer("pending; the partner gets an invite message", "Pair"),
                 "200": answer("a repeated Idempotency-Key: the original pair", "Pair"),
-                **errors(400, 404, 409, 413),
+                **errors(400, 404, 409, 413, 422),
             },
         },
         "get": {
@@ -868,7 +876,7 @@ PAIRS: dict[str, dict[str, Any]] = {
             "responses": {
                 "201": answer("delivered to the other participant", "SentMessage"),
                 "200": answer("a repeated Idempotency-Key: the original message", "SentMessage"),
-                **errors(400, 404, 409, 413),
+                **errors(400, 404, 409, 413, 422),
             },
         },
     },
@@ -932,7 +940,7 @@ INTEGRATIONS: dict[str, dict[str, Any]] = {
             "responses": {
                 "201": answer("a new task and its claimable message", "IngestResult"),
                 "200": answer("deduplicated or resolved", "IngestResult"),
-                **errors(400, 404, 413, 429),
+                **errors(400, 404, 413, 429, 422),
             },
         },
     },

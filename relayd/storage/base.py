@@ -48,6 +48,13 @@ class MessageDraft:
     claimable: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
+    # the principal that authenticated the send: admin, integration:<name>, local
+    sent_by: str | None = None
+
+    def fingerprint_parts(self) -> tuple[Any, ...]:
+        """What an Idempotency-Key binds: everything the sender asked for."""
+        return (self.to, self.body, self.subject, self.channel, self.reply_to,
+                self.claimable, self.meta)
 
 
 @dataclass(frozen=True)
@@ -163,7 +170,8 @@ class Store(abc.ABC):
     # ---- pairs (relayd/storage/sql_pairs.py) ------------------------------------------------
     @abc.abstractmethod
     async def create_pair(
-        self, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None
+        self, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None,
+        sent_by: str | None = None,
     ) -> tuple[Pair, bool]: ...
 
     @abc.abstractmethod
@@ -181,7 +189,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def send_pair_message(
-        self, pair_id: int, sender: str, body: str, idempotency_key: str | None
+        self, pair_id: int, sender: str, body: str, idempotency_key: str | None,
+        sent_by: str | None = None,
     ) -> SendResult: ...
 
     @abc.abstractmethod

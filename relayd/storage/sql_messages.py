@@ -31,6 +31,7 @@ def row_to_message(row: sqlite3.Row, reader: str | None = None) -> Message:
         created_at=row["created_at"],
         meta=loads(row["meta"], {}),
         task_id=row["task_id"],
+        sent_by=row["sent_by"],
         read_at=row["read_at"] if "read_at" in keys else None,
         delivered_at=row["delivered_at"] if "delivered_at" in keys else None,
         reader=reader,
@@ -57,8 +58,10 @@ def recipients_of(tx: Tx, message_id: int) -> list[str]:
 
 
 def send(tx: Tx, draft: MessageDraft, task_id: int | None = None) -> SendResult:
+    print_ = None
     if draft.idempotency_key is not None:
-        replay = _replay(tx, draft.sender, draft.idempotency_key)
+        print_ = sql_idempotency.fingerprint(*draft.fingerprint_parts())
+        replay = _replay(tx, draft.sender, draft.idempotency_key, print_)
         if replay is not None:
             return SendResult(replay, recipients_of(tx, replay.id), created=False)
     target = parse_target(draft.to)
@@ -74,7 +77,9 @@ def send(tx: Tx, draft: MessageDraft, task_id: int | None = None) -> SendResult:
         [(agent_id, message_id) for agent_id in delivered],
     )
     if draft.idempotency_key is not None:
-        sql_idempotency.remember(tx, "message", draft.sender, draft.idempotency_key, message_id)
+        sql_idempotency.remember(
+            tx, "message", draft.sender, draft.idempotency_key, message_id, print_
+        )
     event = tx.emit("message.new", {**message.to_json(), "recipients": delivered}, delivered)
     return SendResult(message, delivered, created=True, payload_json=event.data_json)
 
@@ -142,8 +147,8 @@ def _direct_recipient(tx: Tx, agent_id: str) -> list[str]:
     return [agent_id]
 
 
-def _replay(tx: Tx, sender: str, key: str) -> Message | None:
-    ref = sql_idempotency.find(tx, "message", sender, key)
+def _replay(tx: Tx, sender: str, key: str, print_: str) -> Message | None:
+    ref = sql_idempotency.find(tx, "message", sender, key, print_)
     return None if ref is None else get(tx, ref)
 
 
@@ -157,8 +162,8 @@ def _thread_of_parent(tx: Tx, reply_to: int | None) -> int | None:
 
 
 MESSAGE_COLUMNS = """INSERT INTO messages (id, sender, target, subject, body, channel, reply_to,
-    thread_id, claimable, created_at, meta, task_id)"""
-INSERT_MESSAGE = f"{MESSAGE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    thread_id, claimable, created_at, meta, task_id, sent_by)"""
+INSERT_MESSAGE = f"{MESSAGE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _row(
@@ -168,6 +173,7 @@ def _row(
     return (
         message_id, draft.sender, draft.to, draft.subject, draft.body, draft.channel,
         draft.reply_to, thread_id, int(draft.claimable), tx.now, dumps(draft.meta), task_id,
+        draft.sent_by,
     )
 
 
@@ -195,6 +201,7 @@ def _record(
         created_at=tx.now,
         meta=draft.meta,
         task_id=task_id,
+        sent_by=draft.sent_by,
     )
 
 

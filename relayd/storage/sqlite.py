@@ -394,7 +394,8 @@ class SQLiteStore(Store):
     # ---- pairs (relayd/storage/sql_pairs.py) ------------------------------------------------
 
     async def create_pair(
-        self, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None
+        self, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None,
+        sent_by: str | None = None,
     ) -> tuple[Pair, bool]:
         result: tuple[Pair, bool] = await self._write(
             partial(
@@ -403,6 +404,7 @@ class SQLiteStore(Store):
                 to=to,
                 objective=objective,
                 idempotency_key=idempotency_key,
+                sent_by=sent_by,
             )
         )
         return result
@@ -424,7 +426,8 @@ class SQLiteStore(Store):
         return result
 
     async def send_pair_message(
-        self, pair_id: int, sender: str, body: str, idempotency_key: str | None
+        self, pair_id: int, sender: str, body: str, idempotency_key: str | None,
+        sent_by: str | None = None,
     ) -> SendResult:
         result: SendResult = await self._write(
             partial(
@@ -433,6 +436,7 @@ class SQLiteStore(Store):
                 sender=sender,
                 body=body,
                 idempotency_key=idempotency_key,
+                sent_by=sent_by,
             )
         )
         return result

@@ -106,7 +106,8 @@ def test_send_and_inbox_in_human_and_json_form(env: dict[str, str]) -> None:
     assert "delivered to ben" in sent.out
     human = ok(env, "inbox", "--for", "ben")
     line = human.out.strip().splitlines()[-1]
-    assert "ann (sent by admin) → ben" in line and "CI: the build is green" in line and "[new]" in line
+    assert "ann (sent by admin) → ben" in line
+    assert "CI: the build is green" in line and "[new]" in line
     listing = ok(env, "inbox", "--for", "ben", "--json").json()
     assert [m["body"] for m in listing["messages"]] == ["the build is green"]
     assert listing["cursor"] >= listing["messages"][0]["id"]

@@ -23,7 +23,7 @@ from relayd.app import Route, create_app
 from relayd.bus import LocalBus
 from relayd.channels import build_channels
 from relayd.context import Context
-from relayd.http_server import GuardedAppRunner
+from relayd.http_server import ConnectionLimits, GuardedAppRunner
 from relayd.notify import Notifier
 from relayd.reaper import Reaper
 from relayd.settings import Settings
@@ -145,6 +145,7 @@ class Relay:
         # long query string should reach our validators and get the JSON 400 instead.
         self.runner = GuardedAppRunner(
             app,
+            limits=self.connection_limits,
             access_log=None,
             handle_signals=False,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
@@ -164,6 +165,14 @@ class Relay:
                 " (is another relayd running? choose another port with --port or PORT)"
             ) from None
         self.address = bound_address(site)
+
+    def connection_limits(self) -> ConnectionLimits:
+        settings = self.settings
+        return ConnectionLimits(
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout_seconds=settings.header_timeout_seconds,
+            stall_timeout_seconds=settings.stall_timeout_seconds,
+        )
 
     async def stop(self) -> None:
         """Stop accepting, end SSE streams and long-polls, finish writes, close storage."""

@@ -11,6 +11,7 @@ from relayd.api.common import (
     idempotency_key,
     no_content,
     ok,
+    page_of,
     path_int,
     query_bool,
     query_int,
@@ -162,14 +163,16 @@ async def thread(request: web.Request) -> web.Response:
     messages = await store.thread(message_id)
     if messages is None:
         raise not_found(f"message {message_id} does not exist")
-    deliveries = await store.message_deliveries([m.id for m in messages])
+    since = query_int(request, "since", minimum=0)
+    chunk, following = page_of(request, messages, lambda m: m.id, since)
+    deliveries = await store.message_deliveries([m.id for m in chunk])
     return ok({"messages": [
         {**m.to_json(), "deliveries": [
             {"agent": agent, "read": read_at is not None, "readAt": iso(read_at)}
             for agent, read_at in deliveries.get(m.id, [])
         ]}
-        for m in messages
-    ]})
+        for m in chunk
+    ], "next": following})
 
 
 @requires("messages:write")

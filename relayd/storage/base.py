@@ -162,7 +162,11 @@ class Store(abc.ABC):
 
     # events
     @abc.abstractmethod
-    async def events_after(self, after_id: int, limit: int) -> list[Event]: ...
+    async def events_after(
+        self, after_id: int, limit: int, max_bytes: int | None = None
+    ) -> list[Event]:
+        """Up to `limit` events after `after_id`, stopping once their JSON reaches `max_bytes`
+        (always at least one event)."""
 
     @abc.abstractmethod
     async def latest_event_id(self) -> int: ...

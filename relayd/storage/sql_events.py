@@ -22,9 +22,21 @@ def row_to_event(row: sqlite3.Row) -> Event:
     )
 
 
-def after(tx: Tx, after_id: int, limit: int) -> list[Event]:
-    rows = tx.all("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
-    return [row_to_event(r) for r in rows]
+def after(tx: Tx, after_id: int, limit: int, max_bytes: int | None = None) -> list[Event]:
+    """Up to `limit` events after `after_id`; with `max_bytes`, stop once their stored JSON
+    reaches that size (at least one event), so a page of big events stays small in memory."""
+    cursor = tx.run("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+    events: list[Event] = []
+    size = 0
+    try:
+        for row in cursor:  # row by row: what is past the budget is never fetched
+            events.append(row_to_event(row))
+            size += len(row["data"])
+            if max_bytes is not None and size >= max_bytes:
+                break
+    finally:
+        cursor.close()
+    return events
 
 
 def latest_id(tx: Tx) -> int:

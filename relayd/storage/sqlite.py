@@ -346,8 +346,12 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------------ events
 
-    async def events_after(self, after_id: int, limit: int) -> list[Event]:
-        return await self._read(partial(sql_events.after, after_id=after_id, limit=limit))
+    async def events_after(
+        self, after_id: int, limit: int, max_bytes: int | None = None
+    ) -> list[Event]:
+        return await self._read(
+            partial(sql_events.after, after_id=after_id, limit=limit, max_bytes=max_bytes)
+        )
 
     async def latest_event_id(self) -> int:
         return await self._read(sql_events.latest_id)

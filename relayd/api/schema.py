@@ -191,13 +191,17 @@ SCHEMAS: dict[str, Schema] = {
             ),
         ]
     },
-    "AgentList": wrapped("agents", "Agent"),
+    "AgentList": wrapped("agents", "Agent", next=nullable({
+        "type": "string", "description": "more agents follow: pass this as ?after=",
+    })),
     "MessageList": wrapped(
         "messages",
         "Message",
         cursor={**COUNT, "description": "highest id returned, else the latest message id"},
     ),
-    "Thread": wrapped("messages", "Message"),
+    "Thread": wrapped("messages", "Message", next=nullable({
+        **POSITIVE_ID, "description": "more follow: pass this as ?since=",
+    })),
     "Cursor": obj({"cursor": COUNT}, ["cursor"]),
     "Health": obj(
         {
@@ -290,7 +294,9 @@ SCHEMAS: dict[str, Schema] = {
         },
         ["id", "taskId", "type", "actor", "data", "createdAt"],
     ),
-    "TaskEventList": wrapped("events", "TaskEvent"),
+    "TaskEventList": wrapped("events", "TaskEvent", next=nullable({
+        **POSITIVE_ID, "description": "more follow: pass this as ?since=",
+    })),
     "IngestResult": obj(
         {
             "task": ref("Task"),
@@ -517,10 +523,17 @@ AGENT_FILTERS = [
     query("capability", text(1024), "agents with this capability", empty=True),
     query(
         "limit",
-        {"type": "integer", "minimum": 1, "maximum": 1000},
-        "at most this many, by id (default: all; out of range: 400)",
+        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+        "at most this many, in id order (out of range: 400)",
         empty=True,
     ),
+    query("after", text(128), "the page after this agent id: the `next` of the previous page",
+          empty=True),
+]
+PAGE_FILTERS = [
+    param("Limit"),
+    query("since", {"type": "integer", "minimum": 0}, "only ids above this: the `next` of the"
+          " previous page", empty=True),
 ]
 MESSAGE_FILTERS = [
     query("for", AGENT_ID, "the inbox of this registered agent (404 if unknown)"),
@@ -742,7 +755,8 @@ MESSAGES: dict[str, dict[str, Any]] = {
         "get": {
             "operationId": "messageThread",
             "summary": "The thread's root and every descendant, oldest first",
-            "responses": {"200": answer("the thread", "Thread"), **errors(404)},
+            "parameters": PAGE_FILTERS,
+            "responses": {"200": answer("the thread", "Thread"), **errors(400, 404)},
         },
     },
     "/messages/{id}/claim": {
@@ -907,7 +921,8 @@ TASKS: dict[str, dict[str, Any]] = {
         "get": {
             "operationId": "taskEvents",
             "summary": "The task's history, oldest first",
-            "responses": {"200": answer("the events", "TaskEventList"), **errors(404)},
+            "parameters": PAGE_FILTERS,
+            "responses": {"200": answer("the events", "TaskEventList"), **errors(400, 404)},
         },
     },
     "/tasks/{id}/claim": {

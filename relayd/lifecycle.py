@@ -25,6 +25,7 @@ from relayd.channels import build_channels
 from relayd.context import Context
 from relayd.http_server import ConnectionLimits, GuardedAppRunner
 from relayd.notify import Notifier
+from relayd.process_limits import unauthenticated_bind_warning
 from relayd.reaper import Reaper
 from relayd.settings import Settings
 from relayd.storage.sqlite import SQLiteStore
@@ -104,6 +105,9 @@ class Relay:
         log.info(
             "relayd %s serving on %s (database %s)", __version__, self.url, self.ctx.store.location
         )
+        warning = unauthenticated_bind_warning(self.settings)
+        if warning is not None:
+            log.warning(warning)
         self.notifier.start(self.status_line())
 
     async def _start_channels(self) -> None:

@@ -107,3 +107,37 @@ async def test_stalled_sse_replay_readers_stay_bounded_and_are_dropped(
     assert await health_seconds(url) < 1.0
     print(f"\nRSS {before:.1f} MiB before, {peak:.1f} MiB peak with 20 stalled replay readers")
     assert "ERROR" not in relay.stderr and "Traceback" not in relay.stderr, relay.stderr
+
+
+async def test_running_out_of_descriptors_logs_one_line_not_tracebacks(
+    relayd_process: Callable[..., RelaydProcess],
+) -> None:
+    import resource
+
+    relay = relayd_process()
+    pid = pid_of(relay)
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    assert soft == hard or soft >= 65536, (soft, hard)  # relayd raised its soft limit
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (64, hard))  # now starve it
+    port = int((relay.url or "").rsplit(":", 1)[1])
+    held = []
+    try:
+        for _ in range(150):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        await asyncio.sleep(3)  # asyncio retries accept() once a second
+    finally:
+        for sock in held:
+            sock.close()
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert await health_seconds(relay.url or "") < 2.0
+            break
+        except (TimeoutError, OSError, AssertionError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+    lines = [line for line in relay.stderr.splitlines() if "cannot accept" in line]
+    assert len(lines) == 1, relay.stderr
+    assert "Traceback" not in relay.stderr, relay.stderr

@@ -11,6 +11,7 @@ from relayd.api.common import (
     no_content,
     ok,
     page_of,
+    paged,
     path_agent_id,
     query_text,
     read_json,
@@ -94,10 +95,10 @@ def _filter(request: web.Request, exclude_offline: bool = False) -> AgentFilter:
 
 def _listing(request: web.Request, agents: list[Agent]) -> web.Response:
     """`{agents, next}`: at most `?limit=` (1-1000, default 100) agents in id order, after
-    `?after=<id>`; `next` is the `after` of the following page, null on the last one."""
+    `?after=<id>`; `next` is the `after` of the following page, absent on the last one."""
     after = query_text(request, "after", max_len=128)
     chunk, following = page_of(request, agents, lambda a: a.id, after)
-    return ok({"agents": [a.to_json() for a in chunk], "next": following})
+    return paged({"agents": [a.to_json() for a in chunk]}, following)
 
 
 @requires("agents:read")

@@ -286,6 +286,13 @@ def page_of(
     return chunk, key(chunk[-1]) if len(rest) > limit else None
 
 
+def paged(payload: dict[str, Any], following: Any) -> web.Response:
+    """A list answer, with `next` only when another page follows."""
+    if following is not None:
+        payload["next"] = following
+    return ok(payload)
+
+
 def query_bool(request: web.Request, name: str) -> bool:
     raw = request.query.get(name)
     if raw is None:

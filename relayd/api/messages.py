@@ -12,6 +12,7 @@ from relayd.api.common import (
     no_content,
     ok,
     page_of,
+    paged,
     path_int,
     query_bool,
     query_int,
@@ -166,13 +167,13 @@ async def thread(request: web.Request) -> web.Response:
     since = query_int(request, "since", minimum=0)
     chunk, following = page_of(request, messages, lambda m: m.id, since)
     deliveries = await store.message_deliveries([m.id for m in chunk])
-    return ok({"messages": [
+    return paged({"messages": [
         {**m.to_json(), "deliveries": [
             {"agent": agent, "read": read_at is not None, "readAt": iso(read_at)}
             for agent, read_at in deliveries.get(m.id, [])
         ]}
         for m in chunk
-    ], "next": following})
+    ]}, following)
 
 
 @requires("messages:write")

@@ -191,17 +191,20 @@ SCHEMAS: dict[str, Schema] = {
             ),
         ]
     },
-    "AgentList": wrapped("agents", "Agent", next=nullable({
-        "type": "string", "description": "more agents follow: pass this as ?after=",
-    })),
+    "AgentList": obj({
+        "agents": {"type": "array", "items": ref("Agent")},
+        "next": {"type": "string", "description": "only when more agents follow: pass it as"
+                 " ?after="},
+    }, ["agents"]),
     "MessageList": wrapped(
         "messages",
         "Message",
         cursor={**COUNT, "description": "highest id returned, else the latest message id"},
     ),
-    "Thread": wrapped("messages", "Message", next=nullable({
-        **POSITIVE_ID, "description": "more follow: pass this as ?since=",
-    })),
+    "Thread": obj({
+        "messages": {"type": "array", "items": ref("Message")},
+        "next": {**POSITIVE_ID, "description": "only when more follow: pass it as ?since="},
+    }, ["messages"]),
     "Cursor": obj({"cursor": COUNT}, ["cursor"]),
     "Health": obj(
         {
@@ -294,9 +297,10 @@ SCHEMAS: dict[str, Schema] = {
         },
         ["id", "taskId", "type", "actor", "data", "createdAt"],
     ),
-    "TaskEventList": wrapped("events", "TaskEvent", next=nullable({
-        **POSITIVE_ID, "description": "more follow: pass this as ?since=",
-    })),
+    "TaskEventList": obj({
+        "events": {"type": "array", "items": ref("TaskEvent")},
+        "next": {**POSITIVE_ID, "description": "only when more follow: pass it as ?since="},
+    }, ["events"]),
     "IngestResult": obj(
         {
             "task": ref("Task"),

@@ -12,6 +12,7 @@ from relayd.api.common import (
     clean_json,
     ok,
     page_of,
+    paged,
     path_int,
     query_int,
     query_limit,
@@ -58,7 +59,7 @@ async def events(request: web.Request) -> web.Response:
         raise not_found(f"task {task_id} does not exist")
     since = query_int(request, "since", minimum=0)
     chunk, following = page_of(request, history, lambda e: e.id, since)
-    return ok({"events": [e.to_json() for e in chunk], "next": following})
+    return paged({"events": [e.to_json() for e in chunk]}, following)
 
 
 @requires("tasks:write")

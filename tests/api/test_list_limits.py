@@ -14,7 +14,7 @@ async def test_agents_list_pages_by_100_with_a_next_cursor(http: aiohttp.ClientS
     assert [a["id"] for a in first["agents"]] == ids[:100]
     assert first["next"] == ids[99]
     rest = await (await http.get("/api/agents", params={"after": first["next"]})).json()
-    assert [a["id"] for a in rest["agents"]] == ids[100:] and rest["next"] is None
+    assert [a["id"] for a in rest["agents"]] == ids[100:] and "next" not in rest
     small = await (await http.get("/api/agents", params={"limit": "7", "after": ids[0]})).json()
     assert [a["id"] for a in small["agents"]] == ids[1:8] and small["next"] == ids[7]
     found = await (await http.get("/api/agents/find", params={"capability": "chat"})).json()
@@ -32,4 +32,4 @@ async def test_threads_page_with_since(http: aiohttp.ClientSession) -> None:
     assert len(page["messages"]) == 100 and page["messages"][0]["id"] == root["id"]
     more = await (await http.get(f"/api/messages/{root['id']}/thread",
                                  params={"since": page["next"]})).json()
-    assert len(more["messages"]) == 21 and more["next"] is None
+    assert len(more["messages"]) == 21 and "next" not in more

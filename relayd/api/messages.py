@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from aiohttp import web
 
@@ -51,7 +52,6 @@ def draft_from(body: Body, key: str | None, max_body_bytes: int) -> MessageDraft
         claimable=bool(body.boolean("claimable", False)),
         meta=body.obj("meta") or {},
         idempotency_key=key,
-        sent_by=principal_of(request).sent_by,
     )
 
 
@@ -69,7 +69,7 @@ async def submit(ctx: Context, principal: Principal, draft: MessageDraft) -> Sen
     integration = principal.integration
     if integration is not None:
         check_allow_lists(integration, draft.to, draft.channel)
-    return await ctx.store.send_message(draft)
+    return await ctx.store.send_message(dataclasses.replace(draft, sent_by=principal.sent_by))
 
 
 def sent(result: SendResult) -> web.Response:

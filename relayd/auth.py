@@ -21,6 +21,11 @@ class Principal:
     scopes: frozenset[str]
     integration: Integration | None = None
 
+    @property
+    def sent_by(self) -> str:
+        """Provenance recorded on what this caller sends: admin, integration:<name>, local."""
+        return f"integration:{self.name}" if self.integration is not None else self.name
+
     def allows(self, scope: str | tuple[str, ...] | None) -> bool:
         if scope is None or "*" in self.scopes:
             return True

@@ -108,6 +108,13 @@ def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
         return exc.response()
     if isinstance(exc, web.HTTPException):
         return _from_http_exception(exc)
+    if isinstance(exc, ConnectionError):
+        # the client went away (or the watchdog closed it): nobody reads this answer, and a
+        # departing client is not an error worth a traceback
+        log.debug("client gone during %s %s: %s", request.method, request.path, exc)
+        response = json_error(400, {"error": "connection closed", "code": "invalid_request"})
+        response.force_close()
+        return response
     log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     return json_error(500, {"error": "internal error", "code": "internal"})
 

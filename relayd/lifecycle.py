@@ -24,8 +24,9 @@ from relayd.bus import LocalBus
 from relayd.channels import build_channels
 from relayd.context import Context
 from relayd.domain.models import Event
-from relayd.http_server import GuardedAppRunner
+from relayd.http_server import ConnectionLimits, GuardedAppRunner
 from relayd.notify import Notifier
+from relayd.process_limits import unauthenticated_bind_warning
 from relayd.reaper import Reaper
 from relayd.settings import Settings
 from relayd.storage.sqlite import SQLiteStore
@@ -105,6 +106,9 @@ class Relay:
         log.info(
             "relayd %s serving on %s (database %s)", __version__, self.url, self.ctx.store.location
         )
+        warning = unauthenticated_bind_warning(self.settings)
+        if warning is not None:
+            log.warning(warning)
         self.notifier.start(self.status_line())
 
     async def _start_channels(self) -> None:
@@ -153,6 +157,7 @@ class Relay:
         # long query string should reach our validators and get the JSON 400 instead.
         self.runner = GuardedAppRunner(
             app,
+            limits=self.connection_limits,
             access_log=None,
             handle_signals=False,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
@@ -172,6 +177,14 @@ class Relay:
                 " (is another relayd running? choose another port with --port or PORT)"
             ) from None
         self.address = bound_address(site)
+
+    def connection_limits(self) -> ConnectionLimits:
+        settings = self.settings
+        return ConnectionLimits(
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout_seconds=settings.header_timeout_seconds,
+            stall_timeout_seconds=settings.stall_timeout_seconds,
+        )
 
     async def stop(self) -> None:
         """Stop accepting, end SSE streams and long-polls, finish writes, close storage."""

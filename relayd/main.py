@@ -18,6 +18,7 @@ from typing import Any
 from relayd import __version__, logring, private_files
 from relayd import settings as settings_mod
 from relayd.lifecycle import Relay, StartupError
+from relayd.process_limits import AcceptErrorLog, raise_open_file_limit
 from relayd.settings import Settings, SettingsError
 
 log = logging.getLogger("relayd")
@@ -106,6 +107,8 @@ async def serve(relay: Relay, reload: argparse.Namespace | None = None) -> None:
     if hasattr(signal, "SIGHUP"):
         loop.add_signal_handler(signal.SIGHUP, lambda: _reload(relay))
     relay.ctx.extras["request_stop"] = stop.set
+    loop.set_exception_handler(AcceptErrorLog())
+    raise_open_file_limit()
     await relay.start()
     tune_gc()
     try:

@@ -90,6 +90,9 @@ class Settings:
     callback_max_attempts: int = 12
     max_body_bytes: int = 1024 * 1024
     max_message_bytes: int = 64 * 1024
+    max_header_bytes: int = 128 * 1024
+    header_timeout_seconds: float = 10.0
+    stall_timeout_seconds: float = 30.0
     sse_keepalive_seconds: float = 15.0
     sse_queue_size: int = 1000
     event_retention: int = 100_000
@@ -344,6 +347,9 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("callback_max_attempts", _int(1, 100), "AGENT_RELAY_CALLBACK_MAX_ATTEMPTS"),
     FieldSpec("max_body_bytes", _int(1024), "AGENT_RELAY_MAX_BODY_BYTES"),
     FieldSpec("max_message_bytes", _int(1), "AGENT_RELAY_MAX_MESSAGE_BYTES"),
+    FieldSpec("max_header_bytes", _int(8192), "AGENT_RELAY_MAX_HEADER_BYTES"),
+    FieldSpec("header_timeout_seconds", _float(0.1), "AGENT_RELAY_HEADER_TIMEOUT_SECONDS"),
+    FieldSpec("stall_timeout_seconds", _float(0.1), "AGENT_RELAY_STALL_TIMEOUT_SECONDS"),
     FieldSpec("sse_keepalive_seconds", _float(0.05), "AGENT_RELAY_SSE_KEEPALIVE_SECONDS"),
     FieldSpec("sse_queue_size", _int(10), "AGENT_RELAY_SSE_QUEUE_SIZE"),
     FieldSpec("event_retention", _int(100), "AGENT_RELAY_EVENT_RETENTION"),

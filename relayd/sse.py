@@ -17,6 +17,12 @@ from relayd.context import Context
 from relayd.domain.models import Event
 
 REPLAY_PAGE = 500
+# Memory per stream stays bounded in bytes, not only in events: a replay page stops at this
+# much event JSON, and frames are written (each write waits for the socket to drain) in pieces
+# of about WRITE_CHUNK. A reader that stops reading altogether is closed by the connection
+# watchdog (relayd/http_server.py) once nothing it was sent has drained for a while.
+REPLAY_PAGE_BYTES = 256 * 1024
+WRITE_CHUNK = 64 * 1024
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes unsent on the socket before we stop writing directly
 
 
@@ -86,25 +92,36 @@ class EventStream:
     async def catch_up(self, after_id: int) -> None:
         self.last_sent = max(self.last_sent, after_id)
         while True:
-            page = await self.ctx.store.events_after(self.last_sent, REPLAY_PAGE, self.reader)
+            page = await self.ctx.store.events_after(
+                self.last_sent, REPLAY_PAGE, max_bytes=REPLAY_PAGE_BYTES, reader=self.reader
+            )
             if not page:
                 return
             await self.send(page, advance_over_hidden=True)
-            if len(page) < REPLAY_PAGE:
+            del page  # before the next read: one page per stream in memory at a time
+            if self.ctx.stopping.is_set():
                 return
 
     async def send(self, events: Iterable[Event], advance_over_hidden: bool = False) -> None:
-        chunks = []
-        newest = self.last_sent
+        chunks: list[bytes] = []
+        size = 0
+        start = newest = self.last_sent
         for event in events:
-            if event.id <= self.last_sent:
+            if event.id <= start:
                 continue
             newest = max(newest, event.id)
             if self.accepts(event):
-                chunks.append(event.frame())
+                frame = event.frame()
+                chunks.append(frame)
+                size += len(frame)
+                if size >= WRITE_CHUNK:  # write and drain before encoding more
+                    await self.response.write(b"".join(chunks))
+                    chunks, size = [], 0
+                    self.last_sent = newest
         if chunks:
             await self.response.write(b"".join(chunks))
-        if chunks or advance_over_hidden:
+            self.last_sent = newest
+        elif advance_over_hidden:
             self.last_sent = newest
 
 

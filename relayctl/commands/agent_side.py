@@ -106,8 +106,10 @@ def message_line(message: dict[str, Any]) -> str:
         marks.append(f"re #{message['replyTo']}")
     flags = f" [{', '.join(marks)}]" if marks else ""
     subject = f"{one_line(message['subject'])}: " if message.get("subject") else ""
+    # `from` is a name the sender chose; sentBy is who the relay authenticated
+    via = f" (sent by {message['sentBy']})" if message.get("sentBy") else ""
     return (f"#{message['id']} {when(message.get('createdAt'))} "
-            f"{message.get('from')} → {message.get('to')}{flags}  "
+            f"{message.get('from')}{via} → {message.get('to')}{flags}  "
             f"{subject}{preview(message.get('body'))}")
 
 

@@ -1,8 +1,10 @@
 """`relayctl mcp`: the relay's MCP tools on stdio, for one session.
 
-The same tools relayd serves at /mcp (relayd/mcp/specs.py), acting as this session's agent id
-(`--agent`, else AGENT_RELAY_AGENT_ID, else the provider id relayctl derives for the session),
-so the tools have no `agent` argument. Each call goes to the relay's HTTP API through
+The same tools relayd serves at /mcp (relayd/mcp/specs.py), acting as this session's agent id,
+so the tools have no `agent` argument. The id is looked up at each call: `--agent`, else
+AGENT_RELAY_AGENT_ID, else (under Claude Code) the id the session's SessionStart hook recorded
+or one derived from $CLAUDE_CODE_SESSION_ID, as the plugin's monitor does, else the provider
+id relayctl derives for the session. Each call goes to the relay's HTTP API through
 relayctl's API client, which finds the relay the usual way (AGENT_RELAY_URL/TOKEN, else the
 local config); the relay validates the arguments, so its error sentences reach the model. A
 relay that is down or refuses makes that one call an error result; the server keeps running.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -20,6 +23,7 @@ from relayctl.api_client import ApiClient, RelayError
 from relayctl.commands.agent_side import acting_agent, add_agent_option, client_for, sentence
 from relayctl.main import CliError, ExitCode
 from relayctl.provider_env import ProviderEnvError, identity_from_env
+from relayctl.providers import claude_state
 from relayd.mcp.specs import AGENT_ARG, INBOX_DEFAULT_LIMIT, PAIR_ACTIONS, ToolFailure, ToolSpec
 
 Json = dict[str, Any]
@@ -38,7 +42,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    agent = acting_agent(args.agent)
     try:
         import anyio
         from mcp.server.stdio import stdio_server
@@ -47,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CliError(f"relayctl mcp needs the mcp package ({exc}); reinstall agent-relay"
                        ) from None
-    tools = SessionTools(agent, partial(_client, args))
+    tools = SessionTools(session_agent(args.agent), partial(_client, args))
     server = build_server(tools.call, session_agent=True)
 
     async def serve() -> None:
@@ -61,6 +64,19 @@ def _run(args: argparse.Namespace) -> int:
 
 def _client(args: argparse.Namespace, timeout: float | None = None) -> ApiClient:
     return client_for(args, timeout)
+
+
+def session_agent(explicit: str | None) -> Callable[[], str]:
+    """Who this session is, asked again at each call: a Claude Code session's SessionStart hook
+    may record its id after the MCP server started, and `/clear` starts a new agent."""
+    if explicit:
+        return lambda: explicit
+    claude = claude_state.claude_pid()  # None outside Claude Code
+
+    def current() -> str:
+        return claude_state.current_agent(os.environ, claude) or acting_agent(None)
+
+    return current
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -100,10 +116,10 @@ def _key_header(args: Json) -> dict[str, str] | None:
 class SessionTools:
     """The tools for one agent, over the relay's HTTP API."""
 
-    def __init__(self, agent: str, connect: Callable[..., ApiClient]) -> None:
-        self.agent = agent
+    def __init__(self, agent: Callable[[], str], connect: Callable[..., ApiClient]) -> None:
+        self.agent_of = agent
         self.connect = connect
-        self.tools: dict[str, Callable[[Json], Json]] = {
+        self.tools: dict[str, Callable[[str, Json], Json]] = {
             "relay_register": self.register,
             "relay_agents": self.agents,
             "relay_send": self.send,
@@ -120,7 +136,8 @@ class SessionTools:
 
         args = {k: v for k, v in arguments.items() if k != AGENT_ARG}
         try:
-            result: Json = await anyio.to_thread.run_sync(self.tools[spec.name], args)
+            tool = self.tools[spec.name]
+            result: Json = await anyio.to_thread.run_sync(lambda: tool(self.agent_of(), args))
         except RelayError as exc:
             data = dict(exc.payload)
             sentence_ = str(data.pop("error", None) or exc.message)
@@ -134,32 +151,32 @@ class SessionTools:
             raise ToolFailure(f"cannot send this request: {exc}", "invalid_request") from None
         return result
 
-    def register(self, args: Json) -> Json:
+    def register(self, agent: str, args: Json) -> Json:
         body = identity_from_env().registration()
         body.setdefault("provider", DEFAULT_PROVIDER)
         body.update(args)
-        body["id"] = self.agent
-        agent: Json = self.connect().post("/agents", body)
-        return agent
+        body["id"] = agent
+        registered: Json = self.connect().post("/agents", body)
+        return registered
 
-    def agents(self, args: Json) -> Json:
+    def agents(self, agent: str, args: Json) -> Json:
         query = _pick(args, "tag", "capability", "machine", "status", "limit")
         listing: Json = self.connect().get("/agents", query)
         return listing
 
-    def send(self, args: Json) -> Json:
+    def send(self, agent: str, args: Json) -> Json:
         headers = _key_header(args)
         body = {k: v for k, v in args.items() if k != "idempotencyKey"}
-        body["from"] = self.agent
+        body["from"] = agent
         message: Json = self.connect().post("/messages", body, headers=headers)
         return message
 
-    def inbox(self, args: Json) -> Json:
+    def inbox(self, agent: str, args: Json) -> Json:
         wait = args.get("wait")
         timeout = 10.0 + (wait if isinstance(wait, int) and 0 < wait <= 60 else 0)
         client = self.connect(timeout)
         query = {
-            "for": self.agent,
+            "for": agent,
             "unread": args.get("unread", True),
             "limit": args.get("limit", INBOX_DEFAULT_LIMIT),
             **_pick(args, "since", "wait", "channel", "from", "thread"),
@@ -167,26 +184,26 @@ class SessionTools:
         answer: Json = client.get("/messages", query)
         if args.get("markRead", True) is not False:
             answer["messages"] = [
-                client.patch(f"/messages/{m['id']}", {"agent": self.agent, "read": True})
+                client.patch(f"/messages/{m['id']}", {"agent": agent, "read": True})
                 if m.get("read") is False else m
                 for m in answer.get("messages", [])
             ]
         return answer
 
-    def claim(self, args: Json) -> Json:
+    def claim(self, agent: str, args: Json) -> Json:
         message_id, task_id = _int_arg(args, "messageId"), _int_arg(args, "taskId")
         if (message_id is None) == (task_id is None):
             raise ToolFailure("give one of 'messageId' or 'taskId'", "invalid_request")
         path = f"/messages/{message_id}/claim" if message_id else f"/tasks/{task_id}/claim"
-        claimed: Json = self.connect().post(path, {"agent": self.agent})
+        claimed: Json = self.connect().post(path, {"agent": agent})
         return claimed
 
-    def reply(self, args: Json) -> Json:
+    def reply(self, agent: str, args: Json) -> Json:
         parent_id = _int_arg(args, "messageId", required=True)
         client = self.connect()
         parent = client.get(f"/messages/{parent_id}")
         body = {
-            "from": self.agent,
+            "from": agent,
             "to": parent.get("from"),
             "body": args.get("body"),
             "subject": args.get("subject") or parent.get("subject"),
@@ -196,7 +213,7 @@ class SessionTools:
                                                   if v is not None}, headers=_key_header(args))
         return message
 
-    def pair(self, args: Json) -> Json:
+    def pair(self, agent: str, args: Json) -> Json:
         action = args.get("action")
         if action is None:
             raise ToolFailure("'action' is required", "invalid_request")
@@ -206,9 +223,9 @@ class SessionTools:
         client = self.connect()
         result: Json
         if action == "invite":
-            result = client.post("/pairs", {**_pick(args, "to", "objective"), "from": self.agent})
+            result = client.post("/pairs", {**_pick(args, "to", "objective"), "from": agent})
         elif action == "list":
-            query = {"agent": self.agent, **_pick(args, "status", "limit")}
+            query = {"agent": agent, **_pick(args, "status", "limit")}
             result = client.get("/pairs", query)
         else:
             pair_id = _int_arg(args, "pairId", required=True)
@@ -216,13 +233,13 @@ class SessionTools:
                 result = client.get(f"/pairs/{pair_id}")
             elif action == "send":
                 result = client.post(f"/pairs/{pair_id}/messages",
-                                     {"from": self.agent, "body": args.get("body")})
+                                     {"from": agent, "body": args.get("body")})
             else:
                 result = client.post(f"/pairs/{pair_id}/{action}",
-                                     {"agent": self.agent, **_pick(args, "reason")})
+                                     {"agent": agent, **_pick(args, "reason")})
         return result
 
-    def tasks(self, args: Json) -> Json:
+    def tasks(self, agent: str, args: Json) -> Json:
         client = self.connect()
         task_id = _int_arg(args, "taskId")
         if task_id is not None:
@@ -232,9 +249,9 @@ class SessionTools:
         listing: Json = client.get("/tasks", _pick(args, "status", "source", "target", "limit"))
         return listing
 
-    def task_update(self, args: Json) -> Json:
+    def task_update(self, agent: str, args: Json) -> Json:
         task_id = _int_arg(args, "taskId", required=True)
-        body: Json = {"agent": self.agent, **_pick(args, "status")}
+        body: Json = {"agent": agent, **_pick(args, "status")}
         body.update({k: args[k] for k in ("progress", "result") if k in args})
         task: Json = self.connect().patch(f"/tasks/{task_id}/status", body)
         return task

@@ -236,6 +236,20 @@ def cmd_install_claude(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _codex_status(report: dict[str, Any]) -> str:
+    """Add the Codex plugin's state to report; its human line."""
+    from relayctl.providers.codex import install as codex_install
+
+    report.update(codex_install.status())
+    if report["installed"]:
+        plugin = f"plugin {report['pluginVersion']} installed" + (
+            "" if report["upToDate"] else " (outdated: relayctl provider refresh)")
+    else:
+        plugin = "plugin not installed (relayctl provider install codex)"
+    return (f"{report['name']:<12} {report['state']}"
+            f"{'  cli ' + report['cli'] if report['cli'] else ''}  {plugin}")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     reports = []
     lines = []
@@ -244,6 +258,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if provider.name == "claude-code":
             _claude_report(report)
             lines.append(_claude_line(report))
+        elif provider.name == "codex":
+            lines.append(_codex_status(report))
         else:
             lines.append(f"{provider.name:<12} {report['state']}"
                          f"{'  cli ' + report['cli'] if report['cli'] else ''}")

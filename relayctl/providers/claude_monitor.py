@@ -38,7 +38,7 @@ from relayctl.event_stream import SseParser
 from relayctl.main import CliError
 from relayctl.providers import claude_state
 from relayctl.providers.claude_hook import registration
-from relayctl.providers.common import escape_inline, mark_delivered, monitor_line, session_agent_id
+from relayctl.providers.common import escape_inline, mark_delivered, monitor_line
 
 DEFAULT_STALE_TTL_MS = 90_000
 MAX_HEARTBEAT_SECONDS = 20.0
@@ -96,16 +96,7 @@ class Monitor:
     # ------------------------------------------------------------------ identity
 
     def wanted_agent(self) -> str | None:
-        explicit = self.env.get("AGENT_RELAY_AGENT_ID", "").strip()
-        if explicit:
-            return explicit
-        recorded = claude_state.session_agent(self.claude_pid)
-        if recorded:
-            return recorded
-        session = self.env.get("CLAUDE_CODE_SESSION_ID", "").strip()
-        if session:
-            return session_agent_id(session, self.env, Path.cwd())
-        return None
+        return claude_state.current_agent(self.env, self.claude_pid)
 
     def wait_for_agent(self) -> str:
         started = time.monotonic()

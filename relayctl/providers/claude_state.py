@@ -4,6 +4,7 @@ user's private runtime directory (``<runtime>/claude/``).
 - ``session-<pid>.json``, keyed by the Claude Code process (``$CLAUDE_PID``, else the nearest
   ancestor process named ``claude``): written by SessionStart with the agent id it derived, read
   by the monitor of the same session, which has no hook input to derive it from.
+  `relayctl mcp` under the same Claude process reads it too (`current_agent`).
 - ``agent-<id>.json``: what the monitor delivered last and when the user last prompted, so
   PermissionDenied can tell whether denied work came from a relayed message.
 
@@ -17,11 +18,13 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from relayctl.providers.common import session_agent_id
 from relayd import paths
 
 CLAUDE_NAMES = ("claude", "claude.exe")
@@ -113,6 +116,22 @@ def session_agent(pid: int | None) -> str | None:
         return None
     value = read(session_file(pid)).get("agentId")
     return value if isinstance(value, str) and value else None
+
+
+def current_agent(env: Mapping[str, str], pid: int | None) -> str | None:
+    """The agent a process of this Claude Code session (the monitor, `relayctl mcp`) acts
+    for: AGENT_RELAY_AGENT_ID, else the id SessionStart recorded for the Claude process `pid`,
+    else one derived from $CLAUDE_CODE_SESSION_ID; None while none of them is known."""
+    explicit = env.get("AGENT_RELAY_AGENT_ID", "").strip()
+    if explicit:
+        return explicit
+    recorded = session_agent(pid)
+    if recorded:
+        return recorded
+    session = env.get("CLAUDE_CODE_SESSION_ID", "").strip()
+    if session:
+        return session_agent_id(session, env, Path.cwd())
+    return None
 
 
 def record_delivery(agent_id: str, message: dict[str, Any]) -> None:

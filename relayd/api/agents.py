@@ -7,12 +7,12 @@ from typing import Any
 from aiohttp import web
 
 from relayd.api.common import (
-    MAX_LIMIT,
     Body,
     no_content,
     ok,
+    page_of,
+    paged,
     path_agent_id,
-    query_int,
     query_text,
     read_json,
     read_optional_json,
@@ -94,9 +94,11 @@ def _filter(request: web.Request, exclude_offline: bool = False) -> AgentFilter:
 
 
 def _listing(request: web.Request, agents: list[Agent]) -> web.Response:
-    """`{agents}`, cut to `?limit=` (1-1000; absent: all) like every other list."""
-    limit = query_int(request, "limit", minimum=1, maximum=MAX_LIMIT)
-    return ok({"agents": [a.to_json() for a in agents[:limit]]})
+    """`{agents, next}`: at most `?limit=` (1-1000, default 100) agents in id order, after
+    `?after=<id>`; `next` is the `after` of the following page, absent on the last one."""
+    after = query_text(request, "after", max_len=128)
+    chunk, following = page_of(request, agents, lambda a: a.id, after)
+    return paged({"agents": [a.to_json() for a in chunk]}, following)
 
 
 @requires("agents:read")

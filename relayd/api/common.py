@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
@@ -15,6 +15,7 @@ from relayd.domain.targets import AGENT_ID_RE
 from relayd.errors import ApiError, Handler, invalid
 
 MAX_SHORT_TEXT = 1024
+T = TypeVar("T")
 
 
 def requires(scope: str | tuple[str, ...] | None) -> Callable[[Handler], Handler]:
@@ -272,6 +273,25 @@ def query_limit(request: web.Request) -> int:
     limit = query_int(request, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
     assert limit is not None
     return limit
+
+
+def page_of(
+    request: web.Request, items: list[T], key: Callable[[T], Any], after: Any
+) -> tuple[list[T], Any]:
+    """One page of a list sorted by `key`: the items after `after` (None: from the start),
+    at most `?limit=` (default 100) of them, and the `next` cursor (the last key) when more
+    remain, else None."""
+    limit = query_limit(request)
+    rest = items if after is None else [item for item in items if key(item) > after]
+    chunk = rest[:limit]
+    return chunk, key(chunk[-1]) if len(rest) > limit else None
+
+
+def paged(payload: dict[str, Any], following: Any) -> web.Response:
+    """A list answer, with `next` only when another page follows."""
+    if following is not None:
+        payload["next"] = following
+    return ok(payload)
 
 
 def query_bool(request: web.Request, name: str) -> bool:

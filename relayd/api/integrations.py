@@ -89,6 +89,7 @@ def parse_event(
         meta=body.obj("meta") or {},
         idempotency_key=idempotency_key(request),
         callbacks=bool(callback_of and callback_of.callback_url),
+        sent_by=principal.sent_by,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from aiohttp import web
 
@@ -11,6 +12,8 @@ from relayd.api.common import (
     idempotency_key,
     no_content,
     ok,
+    page_of,
+    paged,
     path_int,
     query_bool,
     query_int,
@@ -66,7 +69,7 @@ async def submit(ctx: Context, principal: Principal, draft: MessageDraft) -> Sen
     integration = principal.integration
     if integration is not None:
         check_allow_lists(integration, draft.to, draft.channel)
-    return await ctx.store.send_message(draft)
+    return await ctx.store.send_message(dataclasses.replace(draft, sent_by=principal.sent_by))
 
 
 def sent(result: SendResult) -> web.Response:
@@ -163,14 +166,16 @@ async def thread(request: web.Request) -> web.Response:
     messages = await store.thread(message_id)
     if messages is None:
         raise not_found(f"message {message_id} does not exist")
-    deliveries = await store.message_deliveries([m.id for m in messages])
-    return ok({"messages": [
+    since = query_int(request, "since", minimum=0)
+    chunk, following = page_of(request, messages, lambda m: m.id, since)
+    deliveries = await store.message_deliveries([m.id for m in chunk])
+    return paged({"messages": [
         {**m.to_json(), "deliveries": [
             {"agent": agent, "read": read_at is not None, "readAt": iso(read_at)}
             for agent, read_at in deliveries.get(m.id, [])
         ]}
-        for m in messages
-    ]})
+        for m in chunk
+    ]}, following)
 
 
 @requires("messages:write")

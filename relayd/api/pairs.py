@@ -41,7 +41,7 @@ async def create_from(ctx: Context, principal: Principal, body: Body, key: str |
     initiator = body.required_agent_id("from")
     to = body.required_text("to", max_len=256)
     objective = body.text("objective", max_len=MAX_OBJECTIVE)
-    return await ctx.store.create_pair(initiator, to, objective, key)
+    return await ctx.store.create_pair(initiator, to, objective, key, principal.sent_by)
 
 
 @requires("pairs:read")
@@ -120,4 +120,4 @@ async def send_in_pair(ctx: Context, principal: Principal, pair_id: int, body: B
     sender = body.required_agent_id("from")
     text = body.text_up_to_bytes("body", ctx.settings.max_message_bytes, required=True)
     assert text is not None
-    return await ctx.store.send_pair_message(pair_id, sender, text, key)
+    return await ctx.store.send_pair_message(pair_id, sender, text, key, principal.sent_by)

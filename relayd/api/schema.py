@@ -154,6 +154,13 @@ SCHEMAS: dict[str, Schema] = {
             "claimedAt": OPTIONAL_TIMESTAMP,
             "createdAt": TIMESTAMP,
             "meta": {"type": "object"},
+            "sentBy": nullable({
+                "type": "string",
+                "description": "the principal that authenticated the send: admin,"
+                " integration:<name>, local (a token-less relay) or channel:<name> (a bridge);"
+                " `from` is only the name the sender chose. null for messages stored before"
+                " provenance was recorded",
+            }),
             "taskId": {**POSITIVE_ID, "description": "present when the message belongs to a task"},
             "read": {"type": "boolean", "description": "inbox listings (?for=) and PATCH only"},
             "readAt": {**OPTIONAL_TIMESTAMP, "description": "inbox listings and PATCH only"},
@@ -171,7 +178,7 @@ SCHEMAS: dict[str, Schema] = {
         },
         [
             "id", "from", "to", "subject", "body", "channel", "replyTo", "threadId",
-            "claimable", "claimedBy", "claimedAt", "createdAt", "meta",
+            "claimable", "claimedBy", "claimedAt", "createdAt", "meta", "sentBy",
         ],
     ),
     "SentMessage": {
@@ -184,13 +191,20 @@ SCHEMAS: dict[str, Schema] = {
             ),
         ]
     },
-    "AgentList": wrapped("agents", "Agent"),
+    "AgentList": obj({
+        "agents": {"type": "array", "items": ref("Agent")},
+        "next": {"type": "string", "description": "only when more agents follow: pass it as"
+                 " ?after="},
+    }, ["agents"]),
     "MessageList": wrapped(
         "messages",
         "Message",
         cursor={**COUNT, "description": "highest id returned, else the latest message id"},
     ),
-    "Thread": wrapped("messages", "Message"),
+    "Thread": obj({
+        "messages": {"type": "array", "items": ref("Message")},
+        "next": {**POSITIVE_ID, "description": "only when more follow: pass it as ?since="},
+    }, ["messages"]),
     "Cursor": obj({"cursor": COUNT}, ["cursor"]),
     "Health": obj(
         {
@@ -283,7 +297,10 @@ SCHEMAS: dict[str, Schema] = {
         },
         ["id", "taskId", "type", "actor", "data", "createdAt"],
     ),
-    "TaskEventList": wrapped("events", "TaskEvent"),
+    "TaskEventList": obj({
+        "events": {"type": "array", "items": ref("TaskEvent")},
+        "next": {**POSITIVE_ID, "description": "only when more follow: pass it as ?since="},
+    }, ["events"]),
     "IngestResult": obj(
         {
             "task": ref("Task"),
@@ -491,7 +508,8 @@ PARAMETERS: dict[str, Schema] = {
         "required": False,
         "schema": {"type": "string", "minLength": 1, "maxLength": 128},
         "description": "a repeat of a key the same sender used in the last 24 hours returns"
-        " the original (200, same id) and delivers nothing twice",
+        " the original (200, same id) and delivers nothing twice; the same key with a"
+        " different body is 422 idempotency_mismatch",
     },
     "LastEventId": {
         "name": "Last-Event-ID",
@@ -509,10 +527,17 @@ AGENT_FILTERS = [
     query("capability", text(1024), "agents with this capability", empty=True),
     query(
         "limit",
-        {"type": "integer", "minimum": 1, "maximum": 1000},
-        "at most this many, by id (default: all; out of range: 400)",
+        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+        "at most this many, in id order (out of range: 400)",
         empty=True,
     ),
+    query("after", text(128), "the page after this agent id: the `next` of the previous page",
+          empty=True),
+]
+PAGE_FILTERS = [
+    param("Limit"),
+    query("since", {"type": "integer", "minimum": 0}, "only ids above this: the `next` of the"
+          " previous page", empty=True),
 ]
 MESSAGE_FILTERS = [
     query("for", AGENT_ID, "the inbox of this registered agent (404 if unknown)"),
@@ -690,7 +715,7 @@ MESSAGES: dict[str, dict[str, Any]] = {
             "responses": {
                 "201": answer("stored and delivered", "SentMessage"),
                 "200": answer("a repeated Idempotency-Key: the original message", "SentMessage"),
-                **errors(400, 404, 413),
+                **errors(400, 404, 413, 422),
             },
         },
         "get": {
@@ -734,7 +759,8 @@ MESSAGES: dict[str, dict[str, Any]] = {
         "get": {
             "operationId": "messageThread",
             "summary": "The thread's root and every descendant, oldest first",
-            "responses": {"200": answer("the thread", "Thread"), **errors(404)},
+            "parameters": PAGE_FILTERS,
+            "responses": {"200": answer("the thread", "Thread"), **errors(400, 404)},
         },
     },
     "/messages/{id}/claim": {
@@ -832,7 +858,7 @@ PAIRS: dict[str, dict[str, Any]] = {
             "responses": {
                 "201": answer("pending; the partner gets an invite message", "Pair"),
                 "200": answer("a repeated Idempotency-Key: the original pair", "Pair"),
-                **errors(400, 404, 409, 413),
+                **errors(400, 404, 409, 413, 422),
             },
         },
         "get": {
@@ -883,7 +909,7 @@ PAIRS: dict[str, dict[str, Any]] = {
             "responses": {
                 "201": answer("delivered to the other participant", "SentMessage"),
                 "200": answer("a repeated Idempotency-Key: the original message", "SentMessage"),
-                **errors(400, 404, 409, 413),
+                **errors(400, 404, 409, 413, 422),
             },
         },
     },
@@ -914,7 +940,8 @@ TASKS: dict[str, dict[str, Any]] = {
         "get": {
             "operationId": "taskEvents",
             "summary": "The task's history, oldest first",
-            "responses": {"200": answer("the events", "TaskEventList"), **errors(404)},
+            "parameters": PAGE_FILTERS,
+            "responses": {"200": answer("the events", "TaskEventList"), **errors(400, 404)},
         },
     },
     "/tasks/{id}/claim": {
@@ -947,7 +974,7 @@ INTEGRATIONS: dict[str, dict[str, Any]] = {
             "responses": {
                 "201": answer("a new task and its claimable message", "IngestResult"),
                 "200": answer("deduplicated or resolved", "IngestResult"),
-                **errors(400, 404, 413, 429),
+                **errors(400, 404, 413, 429, 422),
             },
         },
     },

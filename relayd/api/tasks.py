@@ -11,7 +11,10 @@ from relayd.api.common import (
     Body,
     clean_json,
     ok,
+    page_of,
+    paged,
     path_int,
+    query_int,
     query_limit,
     query_text,
     read_json,
@@ -54,7 +57,9 @@ async def events(request: web.Request) -> web.Response:
     history = await context_of(request).store.task_events(task_id)
     if history is None:
         raise not_found(f"task {task_id} does not exist")
-    return ok({"events": [e.to_json() for e in history]})
+    since = query_int(request, "since", minimum=0)
+    chunk, following = page_of(request, history, lambda e: e.id, since)
+    return paged({"events": [e.to_json() for e in chunk]}, following)
 
 
 @requires("tasks:write")

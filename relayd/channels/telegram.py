@@ -308,6 +308,7 @@ class TelegramChannel:
             reply_to=reply_to,
             meta={"telegram": {"chatId": chat, "messageId": message["message_id"],
                                "updateId": update_id}},
+            sent_by=f"channel:{NAME}",  # the relay's own bridge, not an API principal
         )
         try:
             result = await self.ctx.store.channel_receive(

@@ -92,6 +92,7 @@ class Message:
     created_at: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
     task_id: int | None = None
+    sent_by: str | None = None  # the authenticated principal; `sender` is a free name
     read_at: int | None = None  # for one reader, in inbox listings
     delivered_at: int | None = None  # for one reader: when its provider delivered it
     reader: str | None = None
@@ -111,6 +112,7 @@ class Message:
             "claimedAt": iso(self.claimed_at),
             "createdAt": iso(self.created_at),
             "meta": self.meta,
+            "sentBy": self.sent_by,
         }
         if self.task_id is not None:
             data["taskId"] = self.task_id

@@ -145,6 +145,12 @@ class IngressEvent:
     meta: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     callbacks: bool = False
+    sent_by: str | None = None  # the principal that posted it (admin, integration:<name>, local)
+
+    def fingerprint_parts(self) -> tuple[Any, ...]:
+        """What an Idempotency-Key binds: everything the event asked for."""
+        return (self.type, self.title, self.target, self.body, self.severity,
+                self.dedupe_key, self.channel, self.status, self.meta)
 
     @property
     def resolves(self) -> bool:

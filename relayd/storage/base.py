@@ -48,6 +48,13 @@ class MessageDraft:
     claimable: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
+    # the principal that authenticated the send: admin, integration:<name>, local
+    sent_by: str | None = None
+
+    def fingerprint_parts(self) -> tuple[Any, ...]:
+        """What an Idempotency-Key binds: everything the sender asked for."""
+        return (self.to, self.body, self.subject, self.channel, self.reply_to,
+                self.claimable, self.meta)
 
 
 @dataclass(frozen=True)
@@ -177,11 +184,15 @@ class Store(abc.ABC):
     # events
     @abc.abstractmethod
     async def events_after(
-        self, after_id: int, limit: int, reader: str | None = None
+        self,
+        after_id: int,
+        limit: int,
+        max_bytes: int | None = None,
+        reader: str | None = None,
     ) -> list[Event]:
-        """Logged events after `after_id`, oldest first. With `reader`, only the events that
-        agent sees (a message's recipients are resolved here, by a join, not copied into
-        each event)."""
+        """Up to `limit` events after `after_id`, stopping once their JSON reaches `max_bytes`
+        (always at least one event). With `reader`, only the events that agent sees (a
+        message's recipients are resolved here, by a join, not copied into each event)."""
 
     @abc.abstractmethod
     async def latest_event_id(self) -> int: ...
@@ -189,7 +200,8 @@ class Store(abc.ABC):
     # ---- pairs (relayd/storage/sql_pairs.py) ------------------------------------------------
     @abc.abstractmethod
     async def create_pair(
-        self, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None
+        self, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None,
+        sent_by: str | None = None,
     ) -> tuple[Pair, bool]: ...
 
     @abc.abstractmethod
@@ -207,7 +219,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def send_pair_message(
-        self, pair_id: int, sender: str, body: str, idempotency_key: str | None
+        self, pair_id: int, sender: str, body: str, idempotency_key: str | None,
+        sent_by: str | None = None,
     ) -> SendResult: ...
 
     @abc.abstractmethod

@@ -44,19 +44,33 @@ VISIBLE_SQL = f"""(
 )"""
 
 
-def after(tx: Tx, after_id: int, limit: int, reader: str | None = None) -> list[Event]:
-    """Events after `after_id`, oldest first; with `reader`, only those it sees."""
+def after(
+    tx: Tx, after_id: int, limit: int, max_bytes: int | None = None, reader: str | None = None
+) -> list[Event]:
+    """Up to `limit` events after `after_id`; with `max_bytes`, stop once their stored JSON
+    reaches that size (at least one event), so a page of big events stays small in memory;
+    with `reader`, only those it sees."""
     if reader is None:
-        rows = tx.all(
+        cursor = tx.run(
             "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
         )
     else:
-        rows = tx.all(
+        cursor = tx.run(
             f"SELECT e.* FROM events e WHERE e.id > :after AND {VISIBLE_SQL}"
             " ORDER BY e.id LIMIT :limit",
             {"after": after_id, "limit": limit, "agent": reader},
         )
-    return [row_to_event(r, reader) for r in rows]
+    events: list[Event] = []
+    size = 0
+    try:
+        for row in cursor:  # row by row: what is past the budget is never fetched
+            events.append(row_to_event(row, reader))
+            size += len(row["data"])
+            if max_bytes is not None and size >= max_bytes:
+                break
+    finally:
+        cursor.close()
+    return events
 
 
 def latest_id(tx: Tx) -> int:

@@ -31,6 +31,7 @@ def row_to_message(row: sqlite3.Row, reader: str | None = None) -> Message:
         created_at=row["created_at"],
         meta=loads(row["meta"], {}),
         task_id=row["task_id"],
+        sent_by=row["sent_by"],
         read_at=row["read_at"] if "read_at" in keys else None,
         delivered_at=row["delivered_at"] if "delivered_at" in keys else None,
         reader=reader,
@@ -121,8 +122,10 @@ def _announce(
 
 
 def send(tx: Tx, draft: MessageDraft, task_id: int | None = None) -> SendResult:
+    print_ = None
     if draft.idempotency_key is not None:
-        replay = _replay(tx, draft.sender, draft.idempotency_key)
+        print_ = sql_idempotency.fingerprint(*draft.fingerprint_parts())
+        replay = _replay(tx, draft.sender, draft.idempotency_key, print_)
         if replay is not None:
             return SendResult(replay, recipients_of(tx, replay.id), created=False)
     target = parse_target(draft.to)
@@ -132,7 +135,9 @@ def send(tx: Tx, draft: MessageDraft, task_id: int | None = None) -> SendResult:
     plan = _plan(tx, draft, target, known)
     message = _insert(tx, draft, plan, task_id)
     if draft.idempotency_key is not None:
-        sql_idempotency.remember(tx, "message", draft.sender, draft.idempotency_key, message.id)
+        sql_idempotency.remember(
+            tx, "message", draft.sender, draft.idempotency_key, message.id, print_
+        )
     return _announce(tx, [message], [plan])[0]
 
 
@@ -179,8 +184,8 @@ def _registered(tx: Tx, agent_ids: list[str]) -> set[str]:
     return found
 
 
-def _replay(tx: Tx, sender: str, key: str) -> Message | None:
-    ref = sql_idempotency.find(tx, "message", sender, key)
+def _replay(tx: Tx, sender: str, key: str, print_: str) -> Message | None:
+    ref = sql_idempotency.find(tx, "message", sender, key, print_)
     return None if ref is None else get(tx, ref)
 
 
@@ -194,8 +199,8 @@ def _thread_of_parent(tx: Tx, reply_to: int | None) -> int | None:
 
 
 MESSAGE_COLUMNS = """INSERT INTO messages (id, sender, target, subject, body, channel, reply_to,
-    thread_id, claimable, created_at, meta, task_id, audience_id, audience_size)"""
-INSERT_MESSAGE = f"{MESSAGE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    thread_id, claimable, created_at, meta, task_id, sent_by, audience_id, audience_size)"""
+INSERT_MESSAGE = f"{MESSAGE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _row(
@@ -205,6 +210,7 @@ def _row(
     return (
         message_id, draft.sender, draft.to, draft.subject, draft.body, draft.channel,
         draft.reply_to, plan.thread_id, int(draft.claimable), tx.now, dumps(draft.meta), task_id,
+        draft.sent_by,
         None if audience is None else audience.id,
         0 if audience is None else len(audience.members) - (draft.sender in audience.lookup),
     )
@@ -232,6 +238,7 @@ def _record(
         created_at=tx.now,
         meta=draft.meta,
         task_id=task_id,
+        sent_by=draft.sent_by,
     )
 
 

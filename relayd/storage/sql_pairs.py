@@ -72,11 +72,13 @@ def counts(tx: Tx) -> dict[str, int]:
 
 
 def create(
-    tx: Tx, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None
+    tx: Tx, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None,
+    sent_by: str | None = None,
 ) -> tuple[Pair, bool]:
     """The new pending pair and True; or, for a repeated Idempotency-Key, the original and False."""
+    print_ = sql_idempotency.fingerprint(to, objective)
     if idempotency_key is not None:
-        original = _replayed_pair(tx, initiator, idempotency_key)
+        original = _replayed_pair(tx, initiator, idempotency_key, print_)
         if original is not None:
             return original, False
     sql_agents.require(tx, initiator)
@@ -89,15 +91,15 @@ def create(
         (initiator, partner, objective, tx.now),
     )
     pair_id = int(cursor.lastrowid or 0)
-    invite = sql_messages.send(tx, _invite(pair_id, initiator, partner, objective))
+    invite = sql_messages.send(tx, _invite(pair_id, initiator, partner, objective, sent_by))
     tx.run("UPDATE pairs SET invite_message_id = ? WHERE id = ?", (invite.message.id, pair_id))
     if idempotency_key is not None:
-        sql_idempotency.remember(tx, "pair", initiator, idempotency_key, pair_id)
+        sql_idempotency.remember(tx, "pair", initiator, idempotency_key, pair_id, print_)
     return _announce(tx, pair_id), True
 
 
-def _replayed_pair(tx: Tx, initiator: str, key: str) -> Pair | None:
-    ref = sql_idempotency.find(tx, "pair", initiator, key)
+def _replayed_pair(tx: Tx, initiator: str, key: str, print_: str) -> Pair | None:
+    ref = sql_idempotency.find(tx, "pair", initiator, key, print_)
     return None if ref is None else get(tx, ref)
 
 
@@ -133,7 +135,9 @@ def _ensure_free(tx: Tx, agent_id: str) -> None:
         )
 
 
-def _invite(pair_id: int, initiator: str, partner: str, objective: str | None) -> MessageDraft:
+def _invite(
+    pair_id: int, initiator: str, partner: str, objective: str | None, sent_by: str | None
+) -> MessageDraft:
     about = f": {objective}" if objective else ""
     return MessageDraft(
         sender=initiator,
@@ -141,6 +145,7 @@ def _invite(pair_id: int, initiator: str, partner: str, objective: str | None) -
         subject="pair invite",
         body=f"{initiator} invites you to pair session {pair_id}{about}",
         meta={"pairId": pair_id, "type": "pair.invite", "objective": objective},
+        sent_by=sent_by,
     )
 
 
@@ -190,7 +195,8 @@ def _announce(tx: Tx, pair_id: int) -> Pair:
 
 
 def send_message(
-    tx: Tx, pair_id: int, sender: str, body: str, idempotency_key: str | None
+    tx: Tx, pair_id: int, sender: str, body: str, idempotency_key: str | None,
+    sent_by: str | None = None,
 ) -> SendResult:
     """A normal relay message to the other participant, tagged with meta.pairId."""
     pair = require(tx, pair_id)
@@ -202,6 +208,7 @@ def send_message(
         body=body,
         meta={"pairId": pair_id, "type": "pair.message"},
         idempotency_key=idempotency_key,
+        sent_by=sent_by,
     )
     return sql_messages.send(tx, draft)
 

@@ -148,8 +148,9 @@ def _record(
 
 
 def ingest(tx: Tx, event: IngressEvent) -> IngressResult:
+    print_ = sql_idempotency.fingerprint(*event.fingerprint_parts())
     if event.idempotency_key is not None:
-        replay = _replay(tx, event.source, event.idempotency_key)
+        replay = _replay(tx, event.source, event.idempotency_key, print_)
         if replay is not None:
             return replay
     if event.resolves:
@@ -160,13 +161,13 @@ def ingest(tx: Tx, event: IngressEvent) -> IngressResult:
     _observe(tx, event.source, result.outcome)
     if event.idempotency_key is not None:
         sql_idempotency.remember(
-            tx, IDEMPOTENCY_SCOPE, event.source, event.idempotency_key, result.task.id
+            tx, IDEMPOTENCY_SCOPE, event.source, event.idempotency_key, result.task.id, print_
         )
     return result
 
 
-def _replay(tx: Tx, source: str, key: str) -> IngressResult | None:
-    ref = sql_idempotency.find(tx, IDEMPOTENCY_SCOPE, source, key)
+def _replay(tx: Tx, source: str, key: str, print_: str) -> IngressResult | None:
+    ref = sql_idempotency.find(tx, IDEMPOTENCY_SCOPE, source, key, print_)
     task = None if ref is None else get(tx, ref)
     if task is None:
         return None
@@ -248,6 +249,7 @@ def _message_draft(event: IngressEvent, task_id: int) -> MessageDraft:
         channel=event.channel,
         claimable=True,
         meta=meta,
+        sent_by=event.sent_by,
     )
 
 

@@ -355,11 +355,15 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------------ events
 
     async def events_after(
-        self, after_id: int, limit: int, reader: str | None = None
+        self,
+        after_id: int,
+        limit: int,
+        max_bytes: int | None = None,
+        reader: str | None = None,
     ) -> list[Event]:
-        return await self._read(
-            partial(sql_events.after, after_id=after_id, limit=limit, reader=reader)
-        )
+        return await self._read(partial(
+            sql_events.after, after_id=after_id, limit=limit, max_bytes=max_bytes, reader=reader
+        ))
 
     async def latest_event_id(self) -> int:
         return await self._read(sql_events.latest_id)
@@ -406,7 +410,8 @@ class SQLiteStore(Store):
     # ---- pairs (relayd/storage/sql_pairs.py) ------------------------------------------------
 
     async def create_pair(
-        self, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None
+        self, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None,
+        sent_by: str | None = None,
     ) -> tuple[Pair, bool]:
         result: tuple[Pair, bool] = await self._write(
             partial(
@@ -415,6 +420,7 @@ class SQLiteStore(Store):
                 to=to,
                 objective=objective,
                 idempotency_key=idempotency_key,
+                sent_by=sent_by,
             )
         )
         return result
@@ -436,7 +442,8 @@ class SQLiteStore(Store):
         return result
 
     async def send_pair_message(
-        self, pair_id: int, sender: str, body: str, idempotency_key: str | None
+        self, pair_id: int, sender: str, body: str, idempotency_key: str | None,
+        sent_by: str | None = None,
     ) -> SendResult:
         result: SendResult = await self._write(
             partial(
@@ -445,6 +452,7 @@ class SQLiteStore(Store):
                 sender=sender,
                 body=body,
                 idempotency_key=idempotency_key,
+                sent_by=sent_by,
             )
         )
         return result

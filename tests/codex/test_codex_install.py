@@ -64,6 +64,12 @@ def test_install_merges_into_config_toml_and_keeps_the_rest(tmp_path: Path,
     assert (cache / "skills" / "agent-relay" / "SKILL.md").is_file()
     assert (cache / "hooks" / "hooks.json").is_file()
 
+    status = json.loads(relayctl(env, "provider", "status", "--providers", "codex",
+                                 "--json").stdout)["providers"][0]
+    assert (status["installed"], status["pluginVersion"]) == (True, __version__)
+    assert "plugin " + __version__ + " installed" in relayctl(
+        env, "provider", "status", "--providers", "codex").stdout
+
     # A second install changes nothing; refresh brings an old version up to date.
     again = json.loads(relayctl(env, "provider", "install", "codex", "--json").stdout)
     assert again["configChanged"] is False
@@ -82,6 +88,8 @@ def test_refresh_does_not_install_uninvited_and_bad_toml_changes_nothing(
     refresh = relayctl(env, "provider", "refresh", "--providers", "codex", "--json")
     assert json.loads(refresh.stdout)["providers"][0]["refreshed"] is False
     assert list(codex_home.iterdir()) == []
+    status = relayctl(env, "provider", "status", "--providers", "codex")
+    assert "plugin not installed" in status.stdout
     (codex_home / "config.toml").write_text("model = [unclosed\n")
     proc = relayctl(env, "provider", "install", "codex")
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1

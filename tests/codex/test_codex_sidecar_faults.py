@@ -271,8 +271,7 @@ async def test_a_sidecar_whose_agent_was_taken_over_stops_acting(
         app_server: FakeAppServer, sidecar_factory: Any, http: aiohttp.ClientSession) -> None:
     sidecar = await sidecar_factory()
     agent = sidecar.agent.agent_id
-    if sidecar.epoch is None:
-        pytest.skip("this relay has no session guard (epoch/instanceId) yet")
+    await wait_for(lambda: _is(sidecar.epoch is not None, True), 5)
     resp = await http.post("/api/agents", json={"id": agent, "instanceId": "another-window"})
     assert (await resp.json())["epoch"] > sidecar.epoch
     await app_server.broadcast("turn/started", {"threadId": THREAD, "turn": {"id": "t"}})

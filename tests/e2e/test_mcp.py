@@ -296,11 +296,15 @@ async def test_bad_input_is_an_error_result_and_the_relay_keeps_serving(
 # ----------------------------------------------------------------------------- stdio
 
 
-def _stdio_params(relay: RelaydProcess, tmp: Path, agent: str) -> StdioServerParameters:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_RELAY_", "XDG_"))}
+def _stdio_params(relay: RelaydProcess, tmp: Path, agent: str | None,
+                  **extra: str) -> StdioServerParameters:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AGENT_RELAY_", "XDG_", "CLAUDE"))}
     env.update(AGENT_RELAY_URL=str(relay.url), AGENT_RELAY_TOKEN=TOKEN,
-               AGENT_RELAY_AGENT_ID=agent, AGENT_RELAY_CONFIG=str(tmp / "none.toml"),
-               HOME=str(tmp), XDG_CONFIG_HOME=str(tmp / "xdg"))
+               AGENT_RELAY_CONFIG=str(tmp / "none.toml"),
+               HOME=str(tmp), XDG_CONFIG_HOME=str(tmp / "xdg"), **extra)
+    if agent is not None:
+        env["AGENT_RELAY_AGENT_ID"] = agent
     relayctl = str(Path(sys.executable).parent / "relayctl")
     return StdioServerParameters(command=relayctl, args=["mcp"], env=env)
 
@@ -340,6 +344,29 @@ async def test_relayctl_mcp_serves_the_tools_on_stdio_as_the_session_agent(
             await fails(session, "relay_task_update", "not_found", taskId=10**9,
                         status="done")
             await fails(session, "relay_inbox", "invalid_request", limit=0)
+
+
+async def test_relayctl_mcp_under_claude_code_acts_as_the_agent_its_session_recorded(
+    relay: RelaydProcess, tmp_path: Path,
+) -> None:
+    """As the plugin's monitor does: the id SessionStart recorded for the Claude process,
+    looked up at each call (the hook may run after the MCP server starts; /clear changes it)."""
+    claude_pid = str(os.getpid())  # stands for the Claude Code process
+    state = tmp_path / "run" / "agent-relay" / "claude"
+    state.mkdir(parents=True, mode=0o700)
+    session_file = state / f"session-{claude_pid}.json"
+    first, second = unique("claude-a"), unique("claude-b")
+    params = _stdio_params(relay, tmp_path, None, CLAUDE_PID=claude_pid,
+                           XDG_RUNTIME_DIR=str(tmp_path / "run"))
+    async with (
+        stdio_client(params) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        session_file.write_text(json.dumps({"agentId": first}))
+        assert (await ok(session, "relay_register"))["id"] == first
+        session_file.write_text(json.dumps({"agentId": second}))  # /clear: a new session
+        assert (await ok(session, "relay_register"))["id"] == second
 
 
 async def test_relayctl_mcp_answers_tool_errors_while_the_relay_is_down(

@@ -106,7 +106,8 @@ def test_send_and_inbox_in_human_and_json_form(env: dict[str, str]) -> None:
     assert "delivered to ben" in sent.out
     human = ok(env, "inbox", "--for", "ben")
     line = human.out.strip().splitlines()[-1]
-    assert "ann → ben" in line and "CI: the build is green" in line and "[new]" in line
+    assert "ann (sent by admin) → ben" in line
+    assert "CI: the build is green" in line and "[new]" in line
     listing = ok(env, "inbox", "--for", "ben", "--json").json()
     assert [m["body"] for m in listing["messages"]] == ["the build is green"]
     assert listing["cursor"] >= listing["messages"][0]["id"]
@@ -147,7 +148,7 @@ def test_inbox_wait_returns_a_message_sent_meanwhile_and_body_reads_stdin(
         if waiting.poll() is None:
             waiting.kill()
     assert waiting.returncode == 0
-    assert "uma → vic" in out and "from a pipe" in out
+    assert "uma (sent by admin) → vic" in out and "from a pipe" in out
 
 
 def test_idempotency_key_returns_the_first_message(env: dict[str, str]) -> None:
@@ -220,7 +221,7 @@ def test_watch_human_output_and_timeout(env: dict[str, str]) -> None:
     proc, out, _ = start_watch(env, "--for", "kim", "--timeout", "1")
     ok(env, "send", "kim", "hello kim", "--from", "jo")
     line = out.wait_for("message.new")
-    assert "jo → kim" in line and "hello kim" in line
+    assert "jo (sent by admin) → kim" in line and "hello kim" in line
     assert proc.wait(timeout=10) == 0
 
 

@@ -59,6 +59,29 @@ def is_installed(home: Path) -> bool:
     return PLUGIN_KEY in (config.get("plugins") or {}) or marketplace_dir(home).is_dir()
 
 
+def installed_version(home: Path) -> str | None:
+    """The version of our plugin in Codex's plugin cache, when it is installed and enabled."""
+    try:
+        plugins = read_config(home / "config.toml")[1].get("plugins") or {}
+    except InstallError:
+        return None
+    entry = plugins.get(PLUGIN_KEY) if isinstance(plugins, dict) else None
+    if not isinstance(entry, dict) or entry.get("enabled") is not True:
+        return None
+    cache = plugin_cache_dir(home).parent
+    versions = [p.name for p in cache.glob("*") if (p / ".codex-plugin" / "plugin.json").is_file()]
+    if __version__ in versions:
+        return __version__
+    return sorted(versions)[-1] if versions else None  # install keeps only one
+
+
+def status(home: Path | None = None) -> dict[str, Any]:
+    home = codex_home() if home is None else home
+    version = installed_version(home)
+    return {"installed": version is not None, "pluginVersion": version,
+            "upToDate": version == __version__, "codexHome": str(home)}
+
+
 # ----------------------------------------------------------------------------- config.toml
 
 

@@ -38,6 +38,7 @@ from relayctl.providers.codex.delivery import (
     delivery_text,
 )
 from relayctl.providers.codex.rpc import AppServerClient, Disconnected, RpcError
+from relayctl.providers.common import session_agent_id
 
 log = logging.getLogger("relayctl.codex")
 
@@ -67,8 +68,9 @@ def approval_overrides(approval: str | None) -> dict[str, dict[str, Any]]:
 
 
 def agent_identity(thread_id: str, env: Mapping[str, str], cwd: Path) -> ProviderIdentity:
-    """The agent for this thread: AGENT_RELAY_AGENT_ID, else host-project-hash(thread)."""
-    scoped = {**env, "AGENT_RELAY_SESSION": f"codex:{thread_id}",
+    """The agent for this thread: AGENT_RELAY_AGENT_ID, else host-project-hash(thread id),
+    derived as every provider derives a session's id (common.session_agent_id)."""
+    scoped = {**env, "AGENT_RELAY_AGENT_ID": session_agent_id(thread_id, env, cwd),
               "AGENT_RELAY_PROVIDER": PROVIDER}
     return identity_from_env(scoped, cwd)
 

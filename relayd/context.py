@@ -13,7 +13,7 @@ from relayd.browser_guard import BrowserPolicy, policy_for
 from relayd.bus import EventBus
 from relayd.metrics import Metrics
 from relayd.settings import Settings
-from relayd.storage.sqlite import SQLiteStore
+from relayd.storage.base import Store
 
 if TYPE_CHECKING:
     from relayd.channels import Channel
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 @dataclass
 class Context:
     settings: Settings
-    store: SQLiteStore
+    store: Store
     bus: EventBus
     started_at: float = field(default_factory=time.time)
     sse_connections: int = 0

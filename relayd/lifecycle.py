@@ -29,7 +29,7 @@ from relayd.notify import Notifier
 from relayd.process_limits import unauthenticated_bind_warning
 from relayd.reaper import Reaper
 from relayd.settings import Settings
-from relayd.storage.sqlite import SQLiteStore
+from relayd.storage import open_store
 
 log = logging.getLogger("relayd")
 Hook = Callable[["Relay"], Awaitable[None]]
@@ -45,7 +45,7 @@ class Relay:
     def __init__(self, settings: Settings) -> None:
         self.ctx = Context(
             settings=settings,
-            store=SQLiteStore(settings.db_path),
+            store=open_store(settings),
             bus=LocalBus(settings.sse_queue_size),
         )
         self.reaper = Reaper(self.ctx)

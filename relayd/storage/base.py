@@ -103,6 +103,19 @@ class InboxPage:
 class Store(abc.ABC):
     """Storage for one relay. Methods raise relayd.errors.ApiError for client mistakes."""
 
+    backend: str = "sqlite"  # which backend this is (status, stats)
+    commits: int = 0  # group commits so far (this process)
+    committed_writes: int = 0  # writes those commits held
+
+    @abc.abstractmethod
+    def file_size(self) -> int | None:
+        """On-disk size of the database as this process can tell (None: not known cheaply)."""
+
+    async def hold_job_lock(self, job: str) -> bool:
+        """May this process run a once-only job (reaper, retention, callbacks) now? One SQLite
+        relay is one process, so always; replicas on a shared database would take turns."""
+        return True
+
     # called with the number of writes after each group commit (for /metrics)
     on_commit: Callable[[int], None] | None = None
 

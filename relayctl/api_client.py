@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urlsplit
 import psutil
 
 from relayctl import trust
-from relayctl.main import CliError, ExitCode
+from relayctl.cli import CliError, ExitCode
 from relayd import paths
 from relayd import settings as relay_settings
 

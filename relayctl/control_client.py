@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from relayctl import trust
-from relayctl.main import CliError, ExitCode
+from relayctl.cli import CliError, ExitCode
 from relayctl.terminal import escape
 from relayd import __version__, paths
 from relayd import settings as settings_mod

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relayctl.api_client import ApiClient, Query, api_error, is_refused
-from relayctl.main import CliError, ExitCode
+from relayctl.cli import CliError, ExitCode
 
 IDLE_TIMEOUT = 45.0  # the relay sends a comment at least every 15 s
 MAX_RETRIES = 6

@@ -8,15 +8,18 @@ sets ``func(args) -> int`` on them.
 from __future__ import annotations
 
 import argparse
-import enum
 import importlib
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from relayctl.cli import CliError, ExitCode, confirm, emit
 from relayctl.terminal import escape
 from relayd import __version__
+
+# CliError, ExitCode, emit and confirm live in relayctl/cli.py; named here for old importers
+# (tests, scripts). Modules of relayctl import relayctl.cli (tests/unit/test_architecture.py).
+__all__ = ["COMMAND_MODULES", "CliError", "ExitCode", "build_parser", "confirm", "emit", "main"]
 
 COMMAND_MODULES: tuple[str, ...] = (
     "setup",
@@ -33,41 +36,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "claude",
     "mcp",
 )
-
-
-class ExitCode(enum.IntEnum):
-    OK = 0
-    FAILURE = 1
-    USAGE = 2
-    NOT_RUNNING = 3
-
-
-class CliError(Exception):
-    """A failure to report in one line; ``code`` is the exit status."""
-
-    def __init__(self, message: str, code: int = ExitCode.FAILURE) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-def emit(args: argparse.Namespace, data: Any, human: str) -> None:
-    """Print data as JSON with --json, else the human text."""
-    if getattr(args, "json", False):
-        print(json.dumps(data, indent=2, sort_keys=True, default=str))
-    elif human:
-        print(escape(human))
-
-
-def confirm(args: argparse.Namespace, what: str) -> None:
-    """Go ahead with --yes or a yes on a terminal; without a terminal, never wait."""
-    if args.yes:
-        return
-    if not sys.stdin.isatty():
-        raise CliError(f"not confirmed: pass --yes to {what} (there is no terminal to ask on)")
-    answer = input(f"{what.capitalize()}? [y/N] ").strip().lower()
-    if answer not in ("y", "yes"):
-        raise CliError("cancelled, nothing changed")
 
 
 def _add_global_flags(parser: argparse.ArgumentParser, default: Any) -> None:

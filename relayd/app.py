@@ -14,7 +14,8 @@ from relayd.api import dashboard as dashboard_page
 from relayd.auth import authorize
 from relayd.browser_guard import check_host, check_json_body, check_origin
 from relayd.context import CONTEXT, Context, context_of
-from relayd.errors import Handler, error_response, forbidden
+from relayd.errors import forbidden
+from relayd.http_errors import Handler, error_response
 from relayd.mcp import http as mcp_http
 
 Route = tuple[str, str, Handler]

@@ -20,24 +20,44 @@ import socket
 import struct
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import psutil
 from aiohttp import web
 
 from relayd import __version__, configfile, logring, paths, private_files
 from relayd.api.stats import collect_stats
-from relayd.errors import ApiError, conflict, error_middleware, forbidden, invalid, unavailable
+from relayd.context import Context
+from relayd.errors import ApiError, StartupError, conflict, forbidden, invalid, unavailable
+from relayd.http_errors import error_middleware
+from relayd.http_server import bound_address
 from relayd.instance import (
     UNIX_SOCKETS,
     VERSION_HEADER,
     read_listen_file,
 )
-from relayd.lifecycle import StartupError, bound_address
-from relayd.settings import SettingsError, replace, same_secret
+from relayd.reaper import Reaper
+from relayd.settings import Settings, SettingsError, replace, same_secret
 
-if TYPE_CHECKING:
-    from relayd.lifecycle import Relay
+
+class Relay(Protocol):
+    """What the control plane uses of the running relay (relayd.lifecycle.Relay is one): the
+    control plane sits beside the assembly, not above it, so it names no lifecycle module."""
+
+    ctx: Context
+    reaper: Reaper
+    address: tuple[str, int] | None
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def url(self) -> str: ...
+
+    def reload(self) -> list[str]: ...
+
+    def request_stop(self) -> None: ...
+
 
 log = logging.getLogger("relayd.control")
 

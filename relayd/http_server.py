@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -202,3 +203,12 @@ class GuardedAppRunner(web.AppRunner):
                 await self._watchdog
             self._watchdog = None
         await super().cleanup()
+
+
+def bound_address(site: web.TCPSite) -> tuple[str, int]:
+    """The address a started site really listens on (port 0 means the OS chose)."""
+    server = site._server
+    assert server is not None  # an asyncio or a uvloop server: both have .sockets
+    sock: socket.socket = server.sockets[0]  # type: ignore[attr-defined]
+    host, port = sock.getsockname()[:2]
+    return str(host), int(port)

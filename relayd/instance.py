@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from relayd import paths, private_files
-from relayd.lifecycle import StartupError
+from relayd.errors import StartupError
 from relayd.settings import Settings
 
 try:

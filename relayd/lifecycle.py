@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -23,8 +22,11 @@ from relayd.app import Route, create_app
 from relayd.bus import LocalBus
 from relayd.channels import build_channels
 from relayd.context import Context
+from relayd.control import ControlServer
 from relayd.domain.models import Event
-from relayd.http_server import ConnectionLimits, GuardedAppRunner
+from relayd.errors import StartupError
+from relayd.http_server import ConnectionLimits, GuardedAppRunner, bound_address
+from relayd.instance import InstanceGuard
 from relayd.notify import Notifier
 from relayd.process_limits import unauthenticated_bind_warning
 from relayd.reaper import Reaper
@@ -35,10 +37,6 @@ log = logging.getLogger("relayd")
 Hook = Callable[["Relay"], Awaitable[None]]
 SHUTDOWN_TIMEOUT = 5.0
 MAX_REQUEST_LINE = 64 * 1024
-
-
-class StartupError(RuntimeError):
-    """The daemon cannot start; the message says why and what to do."""
 
 
 class Relay:
@@ -57,10 +55,6 @@ class Relay:
         self.runner: web.AppRunner | None = None
         self.address: tuple[str, int] | None = None
         tasks_service.install(self)  # after the hook lists: it adds the callback worker
-        # control imports StartupError from here, hence the late import
-        from relayd.control import ControlServer
-        from relayd.instance import InstanceGuard
-
         self.guard = InstanceGuard(settings)
         self.control = ControlServer(self)
         self.notifier = Notifier()
@@ -250,12 +244,3 @@ class Relay:
         keep: dict[str, Any] = {name: getattr(old, name) for name in fixed}
         self.ctx.settings = settings_mod.replace(settings, **keep)
         return [name for name in changed if name not in fixed]
-
-
-def bound_address(site: web.TCPSite) -> tuple[str, int]:
-    """The address a started site really listens on (port 0 means the OS chose)."""
-    server = site._server
-    assert server is not None  # an asyncio or a uvloop server: both have .sockets
-    sock: socket.socket = server.sockets[0]  # type: ignore[attr-defined]
-    host, port = sock.getsockname()[:2]
-    return str(host), int(port)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from relayd.context import Context
+from relayd.reaper import Reaper
 
-if TYPE_CHECKING:
-    from relayd.lifecycle import Relay
+
+class Relay(Protocol):
+    """What install() uses of the relay it wires into (relayd.lifecycle.Relay is one)."""
+
+    ctx: Context
+    reaper: Reaper
 
 log = logging.getLogger("relayd.pairs")
 

@@ -6,15 +6,23 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from relayd.callbacks import CallbackWorker
 from relayd.context import Context
 from relayd.domain.models import now_ms
+from relayd.reaper import Reaper
 
-if TYPE_CHECKING:
-    from relayd.lifecycle import Relay
+
+class Relay(Protocol):
+    """What install() uses of the relay it wires into (relayd.lifecycle.Relay is one)."""
+
+    ctx: Context
+    reaper: Reaper
+    start_hooks: list[Callable[[Any], Awaitable[None]]]
+    stop_hooks: list[Callable[[Any], Awaitable[None]]]
 
 WINDOW_SECONDS = 60.0
 
@@ -61,10 +69,10 @@ def install(relay: Relay) -> None:
     ctx.extras.setdefault("stats_providers", []).append(ctx.store.task_stats)
     relay.reaper.add_job("task_leases", partial(expire_leases, ctx))
 
-    async def start_worker(_: Relay) -> None:
+    async def start_worker(_: object) -> None:
         await worker.start()
 
-    async def stop_worker(_: Relay) -> None:
+    async def stop_worker(_: object) -> None:
         await worker.stop()
 
     relay.start_hooks.append(start_worker)

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from relayctl.api_client import ApiClient, find_relay
-from relayctl.main import CliError, ExitCode
+from relayctl.cli import CliError, ExitCode
 from relayctl.provider_env import ProviderEnvError, default_agent_id
 from relayctl.terminal import one_line
 

@@ -8,8 +8,8 @@ from urllib.parse import quote
 
 from relayctl.api_client import RelayError
 from relayctl.argtypes import comma_or_many
+from relayctl.cli import CliError, ExitCode, emit
 from relayctl.commands.agent_side import agent_line, client_for, lines, sentence
-from relayctl.main import CliError, ExitCode, emit
 from relayctl.provider_env import APPROVALS, ProviderEnvError, identity_from_env
 from relayd import __version__
 

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from relayctl.cli import ExitCode, emit
 from relayctl.control_client import ControlClient
-from relayctl.main import ExitCode, emit
 
 BACKUP_TIMEOUT = 300.0  # a large database takes a while; the relay keeps serving meanwhile
 

@@ -51,8 +51,8 @@ def _hook(args: argparse.Namespace) -> int:
 def _disconnect(args: argparse.Namespace) -> int:
     import os
 
+    from relayctl.cli import CliError, ExitCode, emit
     from relayctl.commands.agent_side import client_for
-    from relayctl.main import CliError, ExitCode, emit
     from relayctl.providers import claude_state
 
     agent_id = os.environ.get("AGENT_RELAY_AGENT_ID", "").strip() or \

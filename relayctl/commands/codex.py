@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from relayctl.main import CliError, ExitCode
+from relayctl.cli import CliError, ExitCode
 
 OWN_FLAGS = ("--headless", "--thread", "--hook")
 

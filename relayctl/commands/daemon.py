@@ -14,14 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from relayctl.argtypes import positive_int
-from relayctl.main import CliError, ExitCode, confirm, emit
+from relayctl.cli import CliError, ExitCode, confirm, emit
+from relayctl.service import detect
 from relayctl.service.base import (
     ACTIONS,
     InstallOptions,
     Plan,
     ServiceError,
     default_program,
-    detect,
     execute,
 )
 from relayctl.terminal import escape

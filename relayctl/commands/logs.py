@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from relayctl.cli import CliError, ExitCode, emit
 from relayctl.control_client import ControlClient, load_settings
-from relayctl.main import CliError, ExitCode, emit
 from relayctl.service.base import follow_file, tail_lines
 from relayctl.terminal import escape
 from relayd import paths

@@ -20,8 +20,8 @@ from functools import partial
 from typing import Any
 
 from relayctl.api_client import ApiClient, RelayError
+from relayctl.cli import CliError, ExitCode
 from relayctl.commands.agent_side import acting_agent, add_agent_option, client_for, sentence
-from relayctl.main import CliError, ExitCode
 from relayctl.provider_env import ProviderEnvError, identity_from_env
 from relayctl.providers import claude_state
 from relayd.mcp.specs import AGENT_ARG, INBOX_DEFAULT_LIMIT, PAIR_ACTIONS, ToolFailure, ToolSpec

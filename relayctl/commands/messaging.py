@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from relayctl.argtypes import MAX_WAIT, list_limit, non_negative_int, positive_int, wait_seconds
+from relayctl.cli import ExitCode, emit
 from relayctl.commands import agents, pairs, tasks, watch
 from relayctl.commands.agent_side import (
     acting_agent,
@@ -18,7 +19,6 @@ from relayctl.commands.agent_side import (
     read_body,
     sentence,
 )
-from relayctl.main import ExitCode, emit
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:

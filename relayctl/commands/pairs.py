@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from relayctl.argtypes import positive_int
+from relayctl.cli import ExitCode, emit
 from relayctl.commands.agent_side import (
     acting_agent,
     add_agent_option,
@@ -15,7 +16,6 @@ from relayctl.commands.agent_side import (
     read_body,
     sentence,
 )
-from relayctl.main import ExitCode, emit
 
 PAIR_STATUSES = ("pending", "active", "rejected", "ended", "expired")
 

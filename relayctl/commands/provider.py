@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from relayctl.argtypes import comma_or_many
-from relayctl.main import CliError, ExitCode, emit
+from relayctl.cli import CliError, ExitCode, emit
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from relayctl import trust
-from relayctl.main import CliError, ExitCode, emit
+from relayctl.cli import CliError, ExitCode, emit
 from relayd import configfile, paths
 from relayd import settings as settings_mod
 from relayd.settings import SettingsError

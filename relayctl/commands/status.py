@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from relayctl.cli import CliError, ExitCode, emit
 from relayctl.control_client import START_HINT, ControlClient
-from relayctl.main import CliError, ExitCode, emit
-from relayctl.service.base import detect
+from relayctl.service import detect
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from relayctl.argtypes import list_limit, positive_int
+from relayctl.cli import ExitCode, emit
 from relayctl.commands.agent_side import (
     acting_agent,
     add_agent_option,
@@ -15,7 +16,6 @@ from relayctl.commands.agent_side import (
     sentence,
     task_line,
 )
-from relayctl.main import ExitCode, emit
 
 TASK_STATUSES = ("open", "claimed", "in_progress", "blocked", "done", "failed", "cancelled")
 

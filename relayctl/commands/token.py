@@ -8,8 +8,8 @@ import secrets
 from typing import Any
 
 from relayctl import trust
+from relayctl.cli import CliError, ExitCode, emit
 from relayctl.control_client import ControlClient
-from relayctl.main import CliError, ExitCode, emit
 from relayd import configfile
 from relayd import settings as settings_mod
 from relayd.settings import SettingsError

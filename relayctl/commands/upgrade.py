@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from relayctl.main import CliError, ExitCode, confirm, emit
+from relayctl.cli import CliError, ExitCode, confirm, emit
 from relayctl.terminal import escape
 from relayd import __version__
 
@@ -269,7 +269,8 @@ def wait_for_version(config: str | None, wanted: str, seconds: float) -> str | N
 
 
 def restart_service(args: argparse.Namespace, new: str) -> dict[str, Any]:
-    from relayctl.service.base import ServiceError, detect, execute
+    from relayctl.service import detect
+    from relayctl.service.base import ServiceError, execute
 
     try:
         manager = detect()

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from relayctl.argtypes import non_negative_int, positive_int, seconds
+from relayctl.cli import ExitCode
 from relayctl.commands.agent_side import (
     acting_agent,
     add_agent_option,
@@ -18,7 +19,6 @@ from relayctl.commands.agent_side import (
     sentence,
 )
 from relayctl.event_stream import SseEvent, stream_events
-from relayctl.main import ExitCode
 from relayctl.terminal import escape
 
 

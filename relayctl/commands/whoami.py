@@ -6,8 +6,8 @@ import argparse
 import os
 from typing import Any
 
+from relayctl.cli import ExitCode, emit
 from relayctl.commands.agent_side import acting_agent
-from relayctl.main import ExitCode, emit
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:

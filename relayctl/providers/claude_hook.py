@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from relayctl.main import CliError
+from relayctl.cli import CliError
 from relayctl.providers import claude_gate, claude_state
 from relayctl.providers.common import escape_inline, session_agent_id
 

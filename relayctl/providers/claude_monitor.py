@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from relayctl.api_client import ApiClient, RelayError, find_relay
+from relayctl.cli import CliError
 from relayctl.event_stream import SseParser
-from relayctl.main import CliError
 from relayctl.providers import claude_state
 from relayctl.providers.claude_hook import registration
 from relayctl.providers.common import escape_inline, mark_delivered, monitor_line

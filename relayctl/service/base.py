@@ -369,24 +369,3 @@ def backend_name(platform: str | None = None, env: Mapping[str, str] | None = No
     if platform.startswith("linux") and shutil.which("systemctl"):
         return "systemd"
     return None
-
-
-def detect() -> ServiceManager:
-    """The service manager for this machine; the only place that decides."""
-    name = backend_name()
-    if name == "systemd":
-        from relayctl.service.systemd import SystemdManager
-
-        return SystemdManager()
-    if name == "launchd":
-        from relayctl.service.launchd import LaunchdManager
-
-        return LaunchdManager()
-    if name == "windows":
-        from relayctl.service.windows import WindowsTaskManager
-
-        return WindowsTaskManager()
-    raise ServiceError(
-        "no supported service manager here (systemd user units, launchd, Windows Task "
-        f"Scheduler); run `relayd` under your own supervisor, or set {BACKEND_ENV}"
-    )

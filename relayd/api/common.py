@@ -12,7 +12,8 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from relayd import jsoncodec
 from relayd.domain.targets import AGENT_ID_RE
-from relayd.errors import ApiError, Handler, invalid
+from relayd.errors import ApiError, invalid
+from relayd.http_errors import Handler
 
 MAX_SHORT_TEXT = 1024
 T = TypeVar("T")

@@ -10,7 +10,7 @@ from relayd import __version__
 from relayd.api.common import ok, requires
 from relayd.context import Context, context_of
 from relayd.domain.models import iso, now_ms
-from relayd.errors import json_error
+from relayd.http_errors import json_error
 from relayd.metrics import CONTENT_TYPE
 
 RATE_BUCKET_MS = 60_000

@@ -30,7 +30,7 @@ from typing import IO, Any
 import psutil
 
 from relayctl.api_client import ApiClient, find_relay
-from relayctl.main import CliError, ExitCode
+from relayctl.cli import CliError, ExitCode
 from relayctl.providers.codex.sidecar import WS_TOKEN_ENV
 from relayd import paths
 

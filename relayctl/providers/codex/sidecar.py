@@ -546,7 +546,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     from relayctl.api_client import find_relay
-    from relayctl.main import CliError
+    from relayctl.cli import CliError
 
     args = parse_args(argv)
     logging.basicConfig(level=os.environ.get("AGENT_RELAY_CODEX_LOG", "WARNING").upper(),

@@ -131,8 +131,11 @@ def tune_gc() -> None:
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where the platform has it (not on Windows), else asyncio's own loop."""
-    if sys.platform == "win32":
+    """uvloop when AGENT_RELAY_EVENT_LOOP=uvloop and the platform has it (not on Windows),
+    else asyncio's own loop: under uvloop a full descriptor table is not reported through
+    the loop's exception handler, so relayd's one-line EMFILE report (process_limits) needs
+    asyncio's loop; uvloop stays opt-in until that is covered."""
+    if sys.platform == "win32" or os.environ.get("AGENT_RELAY_EVENT_LOOP") != "uvloop":
         return None
     try:
         import uvloop

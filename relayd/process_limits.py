@@ -5,7 +5,9 @@ serves a non-loopback address without a token."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import time
 from typing import Any
 
@@ -15,6 +17,7 @@ log = logging.getLogger("relayd")
 
 MAX_OPEN_FILES = 1 << 20
 ACCEPT_LOG_INTERVAL = 60.0
+DESCRIPTOR_PROBE_INTERVAL = 1.0
 
 
 def raise_open_file_limit() -> tuple[int, int] | None:
@@ -42,7 +45,8 @@ class AcceptErrorLog:
     """A loop exception handler: asyncio reports each failed accept() (EMFILE when the
     descriptors run out) with a traceback, about once a second per listening socket. Here
     that is one line per ACCEPT_LOG_INTERVAL with a count; anything else goes to asyncio's
-    default handler."""
+    default handler. `probe_descriptors` reports through the same instance, so a full table
+    seen both ways is still one line."""
 
     def __init__(self, interval: float = ACCEPT_LOG_INTERVAL) -> None:
         self.interval = interval
@@ -54,17 +58,42 @@ class AcceptErrorLog:
         if not message.startswith("socket.accept() out of system resource"):
             loop.default_exception_handler(context)
             return
+        self.report(context.get("exception"))
+
+    def report(self, exc: object) -> None:
         self.suppressed += 1
         now = time.monotonic()
         if now - self.last < self.interval:
             return
-        exc = context.get("exception")
         log.error(
             "cannot accept new connections: %s (%d time(s) since the last report; raise the"
             " open-file limit, e.g. LimitNOFILE= in the service, or find the clients holding"
             " connections)", exc, self.suppressed,
         )
         self.last, self.suppressed = now, 0
+
+
+def descriptor_table_full() -> OSError | None:
+    """The error of opening one more descriptor when the table is full, else None."""
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+    except OSError as exc:
+        return exc if exc.errno in (errno.EMFILE, errno.ENFILE) else None
+    os.close(fd)
+    return None
+
+
+async def probe_descriptors(report: AcceptErrorLog,
+                            interval: float = DESCRIPTOR_PROBE_INTERVAL) -> None:
+    """Report a full descriptor table, whatever the event loop. uvloop (libuv) never tells
+    the loop's exception handler that accept() failed: it closes a reserved descriptor,
+    accepts and drops the waiting connections, and takes the reserve back, so under uvloop
+    a full table is only seen by trying to open a descriptor (two syscalls a second)."""
+    while True:
+        await asyncio.sleep(interval)
+        full = descriptor_table_full()
+        if full is not None:
+            report.report(full)
 
 
 def unauthenticated_bind_warning(settings: Settings) -> str | None:

@@ -10,6 +10,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -109,13 +110,19 @@ async def test_stalled_sse_replay_readers_stay_bounded_and_are_dropped(
     assert "ERROR" not in relay.stderr and "Traceback" not in relay.stderr, relay.stderr
 
 
+@pytest.mark.parametrize("event_loop", ["default", "asyncio"])
 async def test_running_out_of_descriptors_logs_one_line_not_tracebacks(
-    relayd_process: Callable[..., RelaydProcess],
+    relayd_process: Callable[..., RelaydProcess], event_loop: str,
 ) -> None:
+    """uvloop (the default) drops what it cannot accept without telling the loop; asyncio's
+    loop reports each failed accept(): both end in one line."""
     import resource
 
-    relay = relayd_process()
+    env = {"AGENT_RELAY_EVENT_LOOP": event_loop} if event_loop != "default" else {}
+    relay = relayd_process(env)
     pid = pid_of(relay)
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert ("uvloop" in maps) == (event_loop == "default")  # the loop we meant to test
     soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     assert soft == hard or soft >= 65536, (soft, hard)  # relayd raised its soft limit
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (64, hard))  # now starve it

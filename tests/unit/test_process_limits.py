@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from relayd.process_limits import AcceptErrorLog, unauthenticated_bind_warning
+from relayd.process_limits import (
+    AcceptErrorLog,
+    descriptor_table_full,
+    unauthenticated_bind_warning,
+)
 from relayd.settings import Settings
 
 
@@ -36,3 +43,20 @@ def test_accept_errors_are_one_line_per_interval(caplog: pytest.LogCaptureFixtur
     records = [r for r in caplog.records if "cannot accept" in r.getMessage()]
     assert len(records) == 1 and records[0].exc_info is None
     assert handler.suppressed == 999
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no RLIMIT_NOFILE")
+def test_the_probe_sees_a_full_descriptor_table() -> None:
+    import resource
+
+    assert descriptor_table_full() is None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest_free = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no descriptor left
+    try:
+        full = descriptor_table_full()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert full is not None and full.errno == errno.EMFILE
+    assert descriptor_table_full() is None

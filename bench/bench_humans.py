@@ -26,8 +26,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from relayd.lifecycle import Relay
-from relayd.settings import Settings
+from relayd.config.settings import Settings
+from relayd.daemon.relay import Relay
 from tests.fake_telegram import FakeBotApi
 
 TOKEN = "bench-token-0123456789"

@@ -35,7 +35,7 @@ from tests.helpers import RelaydProcess  # noqa: E402
 TOKEN = "bench-token"
 HTTP_TIMEOUT = httpx2.Timeout(60.0)
 IMPORT_PROBE = """
-import psutil, relayd.lifecycle
+import psutil, relayd.daemon.relay
 before = psutil.Process().memory_info().rss
 import relayd.mcp.server
 after = psutil.Process().memory_info().rss

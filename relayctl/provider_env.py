@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from relayd import paths
-from relayd.settings import load_toml_file
+from relayd.config import paths
+from relayd.config.settings import load_toml_file
 
 APPROVALS = ("open", "guarded", "read-only")
 PROFILES_FILENAME = "profiles.toml"

@@ -107,7 +107,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 def warn_if_token_exposed(config: Path | None) -> None:
     """One line (once per process) when the config file holds a token others can read."""
-    from relayd.settings import exposed_token_warning
+    from relayd.config.settings import exposed_token_warning
 
     warning = exposed_token_warning(config)
     if warning and "token-file" not in _warned:

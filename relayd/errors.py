@@ -1,7 +1,7 @@
 """The errors every layer raises: ApiError (what the client can act on) and StartupError.
 
 No aiohttp here: the domain and storage raise these, and the HTTP layer
-(relayd/http_errors.py) turns them into JSON answers.
+(relayd/http/errors.py) turns them into JSON answers.
 """
 
 from __future__ import annotations

@@ -15,11 +15,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from relayd import __version__, logring, private_files
-from relayd import settings as settings_mod
-from relayd.lifecycle import Relay, StartupError
-from relayd.process_limits import AcceptErrorLog, probe_descriptors, raise_open_file_limit
-from relayd.settings import Settings, SettingsError
+from relayd import __version__, private_files
+from relayd.config import settings as settings_mod
+from relayd.config.settings import Settings, SettingsError
+from relayd.daemon import logring
+from relayd.daemon.process_limits import (
+    AcceptErrorLog,
+    probe_descriptors,
+    raise_open_file_limit,
+)
+from relayd.daemon.relay import Relay, StartupError
 
 log = logging.getLogger("relayd")
 

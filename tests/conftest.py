@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relayd.lifecycle import Relay
-from relayd.settings import Settings
+from relayd.config.settings import Settings
+from relayd.daemon.relay import Relay
 from tests.helpers import RelaydProcess
 
 

@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from relayctl.api_client import ApiClient, find_relay
 from relayctl.cli import CliError, ExitCode
+from relayctl.clients.api import ApiClient, find_relay
 from relayctl.provider_env import ProviderEnvError, default_agent_id
 from relayctl.terminal import one_line
 
@@ -36,7 +36,7 @@ def acting_agent(explicit: str | None) -> str:
 def implicit_agent(client: ApiClient) -> str:
     """The acting agent when no --from/--for/--agent was given (`relayctl whoami`), registered
     on first use, so whoever gets its messages can answer it and its inbox exists."""
-    from relayctl.api_client import RelayError
+    from relayctl.clients.api import RelayError
     from relayctl.provider_env import identity_from_env
 
     agent_id = acting_agent(None)

@@ -6,9 +6,9 @@ import argparse
 from typing import Any
 from urllib.parse import quote
 
-from relayctl.api_client import RelayError
 from relayctl.argtypes import comma_or_many
 from relayctl.cli import CliError, ExitCode, emit
+from relayctl.clients.api import RelayError
 from relayctl.commands.agent_side import agent_line, client_for, lines, sentence
 from relayctl.provider_env import APPROVALS, ProviderEnvError, identity_from_env
 from relayd import __version__

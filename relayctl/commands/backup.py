@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from relayctl.cli import ExitCode, emit
-from relayctl.control_client import ControlClient
+from relayctl.clients.control import ControlClient
 
 BACKUP_TIMEOUT = 300.0  # a large database takes a while; the relay keeps serving meanwhile
 

@@ -16,14 +16,8 @@ from pathlib import Path
 from relayctl.argtypes import positive_int
 from relayctl.cli import CliError, ExitCode, confirm, emit
 from relayctl.service import detect
-from relayctl.service.base import (
-    ACTIONS,
-    InstallOptions,
-    Plan,
-    ServiceError,
-    default_program,
-    execute,
-)
+from relayctl.service.manager import ACTIONS, InstallOptions, default_program
+from relayctl.service.plan import Plan, ServiceError, execute
 from relayctl.terminal import escape
 
 ACTION_HELP = {

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from relayctl.cli import CliError, ExitCode, emit
-from relayctl.control_client import ControlClient, load_settings
-from relayctl.service.base import follow_file, tail_lines
+from relayctl.clients.control import ControlClient, load_settings
+from relayctl.service.manager import follow_file, tail_lines
 from relayctl.terminal import escape
-from relayd import paths
+from relayd.config import paths
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:

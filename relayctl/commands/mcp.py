@@ -19,8 +19,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from relayctl.api_client import ApiClient, RelayError
 from relayctl.cli import CliError, ExitCode
+from relayctl.clients.api import ApiClient, RelayError
 from relayctl.commands.agent_side import acting_agent, add_agent_option, client_for, sentence
 from relayctl.provider_env import ProviderEnvError, identity_from_env
 from relayctl.providers import claude_state

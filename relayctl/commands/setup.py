@@ -16,9 +16,10 @@ from typing import Any
 
 from relayctl import trust
 from relayctl.cli import CliError, ExitCode, emit
-from relayd import configfile, paths
-from relayd import settings as settings_mod
-from relayd.settings import SettingsError
+from relayd.config import file as configfile
+from relayd.config import paths
+from relayd.config import settings as settings_mod
+from relayd.config.settings import SettingsError
 
 NEXT_STEP = (
     "next: run it as a service with `relayctl daemon install --start`, "

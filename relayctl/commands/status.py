@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from relayctl.cli import CliError, ExitCode, emit
-from relayctl.control_client import START_HINT, ControlClient
+from relayctl.clients.control import START_HINT, ControlClient
 from relayctl.service import detect
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from relayctl import trust
 from relayctl.cli import CliError, ExitCode, emit
-from relayctl.control_client import ControlClient
-from relayd import configfile
-from relayd import settings as settings_mod
-from relayd.settings import SettingsError
+from relayctl.clients.control import ControlClient
+from relayd.config import file as configfile
+from relayd.config import settings as settings_mod
+from relayd.config.settings import SettingsError
 
 ROTATED_NOTE = "agents and scripts that use the old token must be given the new one"
 

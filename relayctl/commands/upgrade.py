@@ -247,7 +247,7 @@ def refresh_providers(providers: list[str] | None) -> dict[str, Any]:
 
 def daemon_version(config: str | None) -> str | None:
     """The version the local daemon reports on /api/health, or None when it does not answer."""
-    from relayctl.api_client import ApiClient, find_relay
+    from relayctl.clients.api import ApiClient, find_relay
 
     local_env = {k: v for k, v in os.environ.items() if k != "AGENT_RELAY_URL"}
     try:
@@ -270,7 +270,7 @@ def wait_for_version(config: str | None, wanted: str, seconds: float) -> str | N
 
 def restart_service(args: argparse.Namespace, new: str) -> dict[str, Any]:
     from relayctl.service import detect
-    from relayctl.service.base import ServiceError, execute
+    from relayctl.service.plan import ServiceError, execute
 
     try:
         manager = detect()

@@ -11,6 +11,7 @@ from typing import Any
 
 from relayctl.argtypes import non_negative_int, positive_int, seconds
 from relayctl.cli import ExitCode
+from relayctl.clients.events import SseEvent, stream_events
 from relayctl.commands.agent_side import (
     acting_agent,
     add_agent_option,
@@ -18,7 +19,6 @@ from relayctl.commands.agent_side import (
     message_line,
     sentence,
 )
-from relayctl.event_stream import SseEvent, stream_events
 from relayctl.terminal import escape
 
 

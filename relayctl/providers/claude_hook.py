@@ -168,7 +168,7 @@ def read_payload(stdin: TextIO) -> dict[str, Any]:
 
 
 def _client(hook: HookRun) -> Any:
-    from relayctl.api_client import ApiClient, find_relay
+    from relayctl.clients.api import ApiClient, find_relay
 
     return ApiClient(find_relay(env=hook.env), timeout=HTTP_TIMEOUT)
 
@@ -281,7 +281,7 @@ def status_hook(hook: HookRun) -> dict[str, Any] | None:
     if hook.event == "UserPromptSubmit":
         with contextlib.suppress(OSError):
             claude_state.record_prompt(agent_id)
-    from relayctl.api_client import RelayError
+    from relayctl.clients.api import RelayError
 
     client = _client(hook)
     try:

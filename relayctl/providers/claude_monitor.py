@@ -33,9 +33,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from relayctl.api_client import ApiClient, RelayError, find_relay
 from relayctl.cli import CliError
-from relayctl.event_stream import SseParser
+from relayctl.clients.api import ApiClient, RelayError, find_relay
+from relayctl.clients.events import SseParser
 from relayctl.providers import claude_state
 from relayctl.providers.claude_hook import registration
 from relayctl.providers.common import escape_inline, mark_delivered, monitor_line

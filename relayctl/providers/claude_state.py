@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 
 from relayctl.providers.common import session_agent_id
-from relayd import paths
+from relayd.config import paths
 
 CLAUDE_NAMES = ("claude", "claude.exe")
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from relayctl.api_client import ApiClient, RelayError
+from relayctl.clients.api import ApiClient, RelayError
 from relayctl.provider_env import project_name, provider_agent_id, short_hostname
 
 LINE_PREFIX = "[agent-relay]"

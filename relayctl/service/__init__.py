@@ -1,11 +1,13 @@
 """The OS service managers relayctl installs relayd under, and detect(): the one place that
-decides which one this machine has. base.py holds what the backends share (ServiceManager,
-Plan, templates); systemd.py, launchd.py and windows.py import only base.
+decides which one this machine has. manager.py holds what the backends share (ServiceManager,
+templates, log files), plan.py the plans they return; systemd.py, launchd.py and windows.py
+import only those two.
 """
 
 from __future__ import annotations
 
-from relayctl.service.base import BACKEND_ENV, ServiceError, ServiceManager, backend_name
+from relayctl.service.manager import BACKEND_ENV, ServiceManager, backend_name
+from relayctl.service.plan import ServiceError
 
 
 def detect() -> ServiceManager:

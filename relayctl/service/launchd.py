@@ -9,17 +9,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from relayctl.service.base import (
+from relayctl.service.manager import (
     Action,
     InstallOptions,
-    Plan,
     ServiceStatus,
     print_log_file,
     require_installed,
-    run_command,
     template_text,
 )
-from relayd import paths
+from relayctl.service.plan import Plan, run_command
+from relayd.config import paths
 
 LABEL = "dev.agentrelay.relayd"
 TEMPLATE = "launchd/dev.agentrelay.relayd.plist.in"

@@ -9,17 +9,14 @@ import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from relayctl.service.base import (
+from relayctl.service.manager import (
     Action,
     InstallOptions,
-    Plan,
-    ServiceError,
     ServiceStatus,
     require_installed,
-    run_command,
-    run_passthrough,
     template_text,
 )
+from relayctl.service.plan import Plan, ServiceError, run_command, run_passthrough
 
 UNIT_NAME = "agent-relay.service"
 TEMPLATE = "systemd/agent-relay.service.in"

@@ -14,17 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from relayctl.service.base import (
+from relayctl.service.manager import (
     Action,
     InstallOptions,
-    Plan,
     ServiceStatus,
     print_log_file,
     require_installed,
-    run_command,
     template_text,
 )
-from relayd import paths, settings
+from relayctl.service.plan import Plan, run_command
+from relayd.config import paths, settings
 
 TASK_NAME = "AgentRelay"
 TEMPLATE = "windows/agent-relay-task.xml.in"

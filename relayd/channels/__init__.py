@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from relayd.context import Context
+    from relayd.daemon.context import Context
 
 
 @runtime_checkable

@@ -35,7 +35,7 @@ from relayd.errors import ApiError
 from relayd.storage.base import AgentFilter, ChannelLink, MessageDraft, MessageQuery
 
 if TYPE_CHECKING:
-    from relayd.context import Context
+    from relayd.daemon.context import Context
 
 log = logging.getLogger("relayd.telegram")
 

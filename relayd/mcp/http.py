@@ -19,10 +19,10 @@ from typing import Any
 
 from aiohttp import web
 
-from relayd.api.common import requires
-from relayd.auth import principal_of
-from relayd.context import CONTEXT, Context, context_of
+from relayd.daemon.context import Context
 from relayd.errors import unavailable
+from relayd.http.auth import principal_of, requires
+from relayd.http.keys import CONTEXT, context_of
 from relayd.mcp import asgi, relay_tools
 
 log = logging.getLogger("relayd.mcp")

@@ -1,6 +1,6 @@
 """The MCP tools inside relayd: each one validates its arguments with the API's own `Body`
-readers and calls the same functions the HTTP handlers call (relayd/api/*), so rules, errors
-and provenance are the API's. A second transport beside relayd/api/, nothing more."""
+readers and calls the same functions the HTTP handlers call (relayd/http/routes/*), so rules, errors
+and provenance are the API's. A second transport beside relayd/http/, nothing more."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from relayd.api import agents as agents_api
-from relayd.api import messages as messages_api
-from relayd.api import pairs as pairs_api
-from relayd.api import tasks as tasks_api
-from relayd.api.common import DEFAULT_LIMIT, MAX_LIMIT, Body, checked_idempotency_key
-from relayd.auth import Principal, require_scope, unauthorized
-from relayd.context import Context
+from relayd.daemon.context import Context
 from relayd.domain.models import AGENT_STATUSES, Message
 from relayd.domain.tasks import STATUSES as TASK_STATUSES
 from relayd.domain.tasks import TaskQuery
 from relayd.errors import ApiError, invalid, not_found
+from relayd.http.auth import Principal, require_scope, unauthorized
+from relayd.http.parsing import DEFAULT_LIMIT, MAX_LIMIT, Body, checked_idempotency_key
+from relayd.http.routes import agents as agents_api
+from relayd.http.routes import messages as messages_api
+from relayd.http.routes import pairs as pairs_api
+from relayd.http.routes import tasks as tasks_api
 from relayd.mcp.specs import AGENT_ARG, INBOX_DEFAULT_LIMIT, PAIR_ACTIONS, ToolFailure, ToolSpec
 from relayd.storage.base import AgentFilter, MessageQuery
 

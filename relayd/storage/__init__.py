@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relayd.settings import Settings
+from relayd.config.settings import Settings
 from relayd.storage.base import Store
 
 

@@ -1,8 +1,8 @@
 """The callback outbox (run on the SQLite writer or reader thread).
 
 A row is written in the same transaction as the task change it reports. The delivery worker
-(relayd.callbacks) reads the head of each task's pending queue, so a task's callbacks go out in
-order: row N+1 is not offered before row N is delivered or dead.
+(relayd.daemon.callbacks) reads the head of each task's pending queue, so a task's callbacks go
+out in order: row N+1 is not offered before row N is delivered or dead.
 """
 
 from __future__ import annotations

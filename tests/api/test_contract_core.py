@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from relayd.lifecycle import Relay
-from relayd.settings import Integration
+from relayd.config.settings import Integration
+from relayd.daemon.relay import Relay
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 AGENT_FIELDS = {

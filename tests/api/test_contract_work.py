@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relayd.lifecycle import Relay
-from relayd.settings import Integration
+from relayd.config.settings import Integration
+from relayd.daemon.relay import Relay
 
 ADMIN = {"Authorization": "Bearer contract-admin-token"}
 WATCH = {"Authorization": "Bearer watch-token-0123"}

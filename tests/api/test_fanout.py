@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from relayd.lifecycle import Relay
+from relayd.daemon.relay import Relay
 from tests.api.test_sse import latest_event_id, sse
 from tests.helpers import register
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from relayd.lifecycle import Relay
+from relayd.daemon.relay import Relay
 
 
 async def _send(http: aiohttp.ClientSession, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

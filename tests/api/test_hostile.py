@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from relayd.lifecycle import Relay
-from relayd.settings import Integration
+from relayd.config.settings import Integration
+from relayd.daemon.relay import Relay
 
 TOKEN = "s3cret-admin-token"
 

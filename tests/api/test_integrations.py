@@ -9,9 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relayd.lifecycle import Relay
-from relayd.settings import Integration, replace
-from relayd.tasks_service import SlidingWindowLimiter
+from relayd.config.settings import Integration, replace
+from relayd.daemon.relay import Relay
+from relayd.daemon.tasks_service import SlidingWindowLimiter
 
 MON_TOKEN = "mon-token-0123456789"
 CI_TOKEN = "ci-token-0123456789"

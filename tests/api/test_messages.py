@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relayd.lifecycle import Relay
+from relayd.daemon.relay import Relay
 from tests.helpers import register
 
 

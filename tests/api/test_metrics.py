@@ -12,8 +12,8 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from relayd.lifecycle import Relay
-from relayd.settings import Integration
+from relayd.config.settings import Integration
+from relayd.daemon.relay import Relay
 from tests.api.test_sse import sse
 from tests.helpers import register
 

@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relayd.lifecycle import Relay
-from relayd.settings import Integration
+from relayd.config.settings import Integration
+from relayd.daemon.relay import Relay
 
 Json = dict[str, Any]
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import aiohttp
 
-from relayd.lifecycle import Relay
-from relayd.settings import Integration
+from relayd.config.settings import Integration
+from relayd.daemon.relay import Relay
 from tests.helpers import register
 
 ADMIN = "prov-admin-token"

@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from relayd.config.settings import Integration
+from relayd.daemon.relay import Relay
 from relayd.domain.models import now_ms
-from relayd.lifecycle import Relay
-from relayd.settings import Integration
 from relayd.storage.sqlite_tx import Tx
 
 KEEP_EVENTS = 100_000

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from relayd.lifecycle import Relay
+from relayd.daemon.relay import Relay
 from tests.helpers import register
 
 

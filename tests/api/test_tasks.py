@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from relayd.config.settings import Integration
+from relayd.daemon.relay import Relay
 from relayd.domain import tasks as rules
 from relayd.domain.models import now_ms
-from relayd.lifecycle import Relay
-from relayd.settings import Integration
 from tests.helpers import register
 
 TOKEN = "monitor-token-0123456789"

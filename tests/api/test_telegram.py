@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from relayd.channels.telegram import TelegramChannel
-from relayd.lifecycle import Relay
+from relayd.daemon.relay import Relay
 from tests.conftest import make_settings
 from tests.fake_telegram import FakeBotApi
 from tests.helpers import register

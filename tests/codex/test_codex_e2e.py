@@ -17,7 +17,7 @@ import aiohttp
 import psutil
 import pytest
 
-from relayd.lifecycle import Relay
+from relayd.daemon.relay import Relay
 from tests.codex.fake_model import FakeModel, write_codex_home
 from tests.codex.support import (
     CODEX,

@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from relayctl.api_client import RelayAddress
+from relayctl.clients.api import RelayAddress
 from relayctl.providers.codex.sidecar import Sidecar, SidecarOptions, approval_overrides
-from relayd.lifecycle import Relay
+from relayd.daemon.relay import Relay
 from tests.codex.support import wait_for
 
 pytestmark = pytest.mark.timeout(30)

@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from relayd.callbacks import CallbackWorker, backoff_seconds, sign
-from relayd.lifecycle import Relay
-from relayd.settings import Integration
+from relayd.config.settings import Integration
+from relayd.daemon.callbacks import CallbackWorker, backoff_seconds, sign
+from relayd.daemon.relay import Relay
 from tests.helpers import RelaydProcess
 
 TOKEN = "monitor-token-0123456789"

@@ -17,8 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relayd import __version__, paths
-from relayd.lifecycle import Relay, StartupError
+from relayd import __version__
+from relayd.config import paths
+from relayd.daemon.relay import Relay, StartupError
 from tests.conftest import make_settings
 
 API = {"X-Agent-Relay-Control-Api": "1"}
@@ -76,7 +77,7 @@ async def test_other_uid_is_refused(
     control: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_uid = os.getuid()
-    monkeypatch.setattr("relayd.control.os.getuid", lambda: real_uid + 4242)
+    monkeypatch.setattr("relayd.control.guard.os.getuid", lambda: real_uid + 4242)
     resp = await control.get("/v1/status")
     assert resp.status == 403
     assert f"uid {real_uid} may not use" in (await resp.json())["error"]

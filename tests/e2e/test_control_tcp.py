@@ -17,7 +17,7 @@ import pytest
 
 from relayctl.main import ExitCode
 from relayd import __version__
-from relayd.settings import SettingsError, load
+from relayd.config.settings import SettingsError, load
 from tests.helpers import RelaydProcess, cli_env, one_line, relayctl
 
 Start = Callable[..., RelaydProcess]

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relayd.lifecycle import Relay
+from relayd.daemon.relay import Relay
 
 try:
     from playwright.async_api import Browser, Page, Request, Route, async_playwright
@@ -343,7 +343,7 @@ async def test_every_view_works_and_fits(
 
 
 def _integrations() -> Any:
-    from relayd.settings import _integrations as parse
+    from relayd.config.settings import _integrations as parse
 
     return parse(INTEGRATIONS)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from relayctl.control_client import connection_error, resolve_socket
+from relayctl.clients.control import connection_error, resolve_socket
 from relayctl.main import ExitCode
 from tests.helpers import RELAYCTL, RelaydProcess, cli_env, one_line, relayctl
 

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relayd import settings as settings_mod
-from relayd.settings import SettingsError
+from relayd.config import settings as settings_mod
+from relayd.config.settings import SettingsError
 from tests.helpers import RelaydProcess
 
 Start = Callable[..., RelaydProcess]

@@ -14,9 +14,9 @@ from typing import ClassVar
 
 import pytest
 
-from relayctl import api_client
-from relayctl.api_client import ApiClient, RelayAddress, api_error, find_relay
-from relayctl.event_stream import SseEvent, SseParser, stream_events
+from relayctl.clients import api as api_client
+from relayctl.clients.api import ApiClient, RelayAddress, api_error, find_relay
+from relayctl.clients.events import SseEvent, SseParser, stream_events
 from relayctl.main import CliError
 
 

@@ -36,12 +36,12 @@ ALLOWED_CYCLE_EDGES = {
     ("relayd.channels", "relayd.channels.telegram"):
         "factories() builds the Telegram channel; the Channel protocol should move to its own "
         "module (channels/ is being edited by the humans work this session)",
-    ("relayd.channels", "relayd.context"):
+    ("relayd.channels", "relayd.daemon.context"):
         "TYPE_CHECKING only: build_channels(ctx); Context should get typed channel fields",
 }
 # module: why it names a SQL driver outside relayd/storage
 ALLOWED_SQL = {
-    "relayd.lifecycle": "catches sqlite3.Error from store.open(); the store should raise its "
+    "relayd.daemon.relay": "catches sqlite3.Error from store.open(); the store should raise its "
     "own error (lifecycle is being edited by the pg work this session)",
 }
 

@@ -1,9 +1,9 @@
-"""Token identification (relayd.auth.identify) on edge-case tokens."""
+"""Token identification (relayd.http.auth.identify) on edge-case tokens."""
 
 from __future__ import annotations
 
-from relayd.auth import identify
-from relayd.settings import Integration, Settings
+from relayd.config.settings import Integration, Settings
+from relayd.http.auth import identify
 
 # What os.environ holds for an AGENT_RELAY_TOKEN whose bytes are not UTF-8.
 UNDECODABLE = "s3cret\udcff"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from relayd.api.openapi import served_routes
-from relayd.lifecycle import Relay
+from relayd.daemon.relay import Relay
+from relayd.http.openapi.document import served_routes
 
 API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 MENTION_RE = re.compile(r"`(GET|POST|PUT|PATCH|DELETE) (/api/[^`\s?]*)`")

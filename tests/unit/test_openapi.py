@@ -9,10 +9,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from relayd.api import schema
-from relayd.api.common import ok, requires
-from relayd.api.openapi import PLACEHOLDER_RE, build_document, normalized, served_routes
-from relayd.lifecycle import Relay
+from relayd.daemon.relay import Relay
+from relayd.http.auth import requires
+from relayd.http.openapi import operations
+from relayd.http.openapi.document import PLACEHOLDER_RE, build_document, normalized, served_routes
+from relayd.http.responses import ok
 
 # Served /api routes that deliberately have no operation in the document: none.
 UNDOCUMENTED_ROUTES: set[tuple[str, str]] = set()
@@ -73,7 +74,7 @@ async def test_every_served_api_route_has_a_described_operation(
         for method, operation in item.items()
         if operation.get("x-undocumented")
     ]
-    assert undescribed == [], "describe these in relayd/api/schema.py"
+    assert undescribed == [], "describe these in relayd/http/openapi/operations.py"
 
 
 async def test_every_documented_operation_is_served(
@@ -110,7 +111,7 @@ def test_every_described_path_is_a_contract_path() -> None:
     # Descriptions for routes that do not exist would silently never be emitted.
     contract_roots = {"agents", "messages", "events", "stats", "health", "openapi.json",
                       "pairs", "tasks", "integrations", "channels", "metrics"}  # fmt: skip
-    assert {path.split("/")[1] for path in schema.OPERATIONS} <= contract_roots
+    assert {path.split("/")[1] for path in operations.OPERATIONS} <= contract_roots
 
 
 async def test_parameters_carry_the_ranges_the_handlers_enforce(

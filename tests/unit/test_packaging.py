@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from relayctl.service import launchd, systemd, windows
-from relayctl.service.base import template_text
+from relayctl.service.manager import template_text
 
 TASK_NS = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
 RELAYD = str(Path(sys.executable).absolute().parent / "relayd")

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from relayd.process_limits import (
+from relayd.config.settings import Settings
+from relayd.daemon.process_limits import (
     AcceptErrorLog,
     descriptor_table_full,
     unauthenticated_bind_warning,
 )
-from relayd.settings import Settings
 
 
 def settings(**values: object) -> Settings:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from relayd import settings as settings_mod
-from relayd.settings import FIELDS, SettingsError, load
+from relayd.config import settings as settings_mod
+from relayd.config.settings import FIELDS, SettingsError, load
 
 
 def _config(tmp_path: Path, text: str) -> Path:

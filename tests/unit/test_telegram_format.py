@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from relayd import settings
 from relayd.channels import telegram_format as fmt
+from relayd.config import settings
 from tests.fake_telegram import markdown_v2_error, visible_text
 
 

@@ -29,10 +29,10 @@ from typing import IO, Any
 
 import psutil
 
-from relayctl.api_client import ApiClient, find_relay
 from relayctl.cli import CliError, ExitCode
+from relayctl.clients.api import ApiClient, find_relay
 from relayctl.providers.codex.sidecar import WS_TOKEN_ENV
-from relayd import paths
+from relayd.config import paths
 
 READY_TIMEOUT = 30.0
 STOP_GRACE = 4.0

@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-from relayctl.api_client import RelayAddress
+from relayctl.clients.api import RelayAddress
 from relayctl.provider_env import ProviderEnvError, ProviderIdentity, identity_from_env
 from relayctl.providers.codex.delivery import (
     DeliveryLog,
@@ -545,8 +545,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from relayctl.api_client import find_relay
     from relayctl.cli import CliError
+    from relayctl.clients.api import find_relay
 
     args = parse_args(argv)
     logging.basicConfig(level=os.environ.get("AGENT_RELAY_CODEX_LOG", "WARNING").upper(),

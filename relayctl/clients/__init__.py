@@ -1,0 +1,1 @@
+"""How relayctl talks to relayd: the HTTP API, its SSE stream, the control plane."""

@@ -1,0 +1,1 @@
+"""Settings and where things live: the one frozen Settings, platform paths, the TOML config file."""

@@ -1,0 +1,75 @@
+"""Periodic housekeeping: stale agents go offline, long-offline agents and old history go.
+
+Other layers (task leases, pair expiry) add their own jobs with ``add_job``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from relayd.daemon.context import Context
+from relayd.domain.models import now_ms
+
+log = logging.getLogger("relayd.reaper")
+Job = Callable[[], Awaitable[object]]
+HISTORY_EVERY_SECONDS = 60.0
+
+
+class Reaper:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._task: asyncio.Task[None] | None = None
+        self._jobs: list[tuple[str, Job]] = [("agents", self.reap_agents)]
+        self._last_history = 0.0
+
+    def add_job(self, name: str, job: Job) -> None:
+        self._jobs.append((name, job))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="reaper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.ctx.settings.reap_interval_ms / 1000)
+            await self.run_once()
+
+    async def run_once(self, force_history: bool = False) -> dict[str, object]:
+        results: dict[str, object] = {}
+        for name, job in self._jobs:
+            results[name] = await self._guarded(name, job)
+        if force_history or time.monotonic() - self._last_history >= HISTORY_EVERY_SECONDS:
+            self._last_history = time.monotonic()
+            results["history"] = await self._guarded("history", self.prune_history)
+        return results
+
+    async def _guarded(self, name: str, job: Job) -> object:
+        try:
+            return await job()
+        except Exception as exc:  # one failing job must not stop housekeeping
+            log.warning("reaper job %s failed: %s", name, exc)
+            return {"error": str(exc)}
+
+    async def reap_agents(self) -> dict[str, int]:
+        settings, store = self.ctx.settings, self.ctx.store
+        now = now_ms()
+        stale = await store.mark_stale(now - settings.stale_ttl_ms)
+        removed = await store.prune_offline(now - settings.offline_prune_ms)
+        if stale or removed:
+            log.info("agents: %d went offline, %d pruned", len(stale), len(removed))
+        return {"offline": len(stale), "removed": len(removed)}
+
+    async def prune_history(self) -> dict[str, int]:
+        settings = self.ctx.settings
+        cutoff = now_ms() - settings.retention_days * 24 * 3600 * 1000
+        return await self.ctx.store.prune_history(cutoff, settings.event_retention)

@@ -17,17 +17,13 @@ import argparse
 import asyncio
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_percore import LOAD_CPU, SERVER_CPU, rotated, wrk
+from bench_percore import LOAD_CPU, SERVER_CPU, recording_cost_us, rotated, wrk
 from harness import Server, median, pin_self
-
-from relayd.domain.models import Event
-from relayd.metrics import Metrics
 
 STUBBED = (
     "import relayd.metrics as m, sys; "
@@ -35,22 +31,6 @@ STUBBED = (
     "m.Metrics.committed = lambda *a: None; "
     "import relayd.main; sys.exit(relayd.main.main())"
 )
-
-
-def recording_cost_us(batch: int = 32, n: int = 200_000) -> float:
-    metrics = Metrics()
-    event = Event(1, "message.new", {"id": 1}, frozenset({"sink"}))
-    events = [event]
-    started = time.process_time()
-    for i in range(n):
-        t0 = time.perf_counter()
-        seconds = time.perf_counter() - t0
-        metrics.request("/api/messages", "POST", 201, seconds)
-        event.data["id"] = i + 2
-        metrics.events(events)
-        if i % batch == 0:
-            metrics.committed(batch)
-    return 1e6 * (time.process_time() - started) / n
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -128,7 +128,9 @@ class Body:
     def text_up_to_bytes(self, name: str, max_bytes: int, *, required: bool) -> str | None:
         """A text whose limit is in UTF-8 bytes (message bodies), not characters."""
         value = self.text(name, required=required, max_len=max_bytes)
-        if value is not None and len(value.encode("utf-8")) > max_bytes:
+        # a character is at most 4 bytes of UTF-8: a short text needs no encoding to know
+        if value is not None and 4 * len(value) > max_bytes and \
+                len(value.encode("utf-8")) > max_bytes:
             raise invalid(f"'{name}' is larger than {max_bytes} bytes")
         return value
 

@@ -30,8 +30,10 @@ from relayd.storage.base import MessageDraft, MessageQuery, SendResult
 MAX_WAIT_SECONDS = 60
 
 
-def draft_from(body: Body, key: str | None, max_body_bytes: int) -> MessageDraft:
-    """A send's fields, validated (HTTP bodies and MCP tool arguments alike)."""
+def draft_from(body: Body, key: str | None, max_body_bytes: int,
+               sent_by: str | None = None) -> MessageDraft:
+    """A send's fields, validated (HTTP bodies and MCP tool arguments alike); `sent_by` saves
+    submit() a copy of the draft when the caller already knows its principal."""
     sender = body.required_text("from", max_len=128)
     to = body.required_text("to", max_len=256)
     try:
@@ -50,6 +52,7 @@ def draft_from(body: Body, key: str | None, max_body_bytes: int) -> MessageDraft
         claimable=bool(body.boolean("claimable", False)),
         meta=body.obj("meta") or {},
         idempotency_key=key,
+        sent_by=sent_by,
     )
 
 
@@ -57,8 +60,10 @@ def draft_from(body: Body, key: str | None, max_body_bytes: int) -> MessageDraft
 async def send(request: web.Request) -> web.Response:
     ctx = context_of(request)
     body = await read_json(request)
-    draft = draft_from(body, idempotency_key(request), ctx.settings.max_message_bytes)
-    return sent(await submit(ctx, principal_of(request), draft))
+    principal = principal_of(request)
+    draft = draft_from(body, idempotency_key(request), ctx.settings.max_message_bytes,
+                       principal.sent_by)
+    return sent(await submit(ctx, principal, draft))
 
 
 async def submit(ctx: Context, principal: Principal, draft: MessageDraft) -> SendResult:
@@ -67,7 +72,10 @@ async def submit(ctx: Context, principal: Principal, draft: MessageDraft) -> Sen
     integration = principal.integration
     if integration is not None:
         check_allow_lists(integration, draft.to, draft.channel)
-    return await ctx.store.send_message(dataclasses.replace(draft, sent_by=principal.sent_by))
+    sent_by = principal.sent_by
+    if draft.sent_by != sent_by:
+        draft = dataclasses.replace(draft, sent_by=sent_by)
+    return await ctx.store.send_message(draft)
 
 
 def sent(result: SendResult) -> web.Response:

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from relayctl.providers.codex.launcher import free_port, wait_ready  # noqa: E402
-from tests.codex.fake_model import FakeModel, write_codex_home  # noqa: E402
+from tests.fake_codex_model import FakeModel, write_codex_home  # noqa: E402
 from tests.helpers import RelaydProcess, cli_env  # noqa: E402
 
 

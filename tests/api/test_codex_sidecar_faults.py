@@ -18,7 +18,7 @@ from aiohttp import web
 from relayctl.clients.api import RelayAddress
 from relayctl.providers.codex.sidecar import Sidecar, SidecarOptions, approval_overrides
 from relayd.daemon.relay import Relay
-from tests.codex.support import wait_for
+from tests.codex_support import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

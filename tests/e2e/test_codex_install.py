@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from relayctl.providers.codex import install as codex_install
 from relayctl.providers.codex.launcher import free_port, wait_ready
 from relayd import __version__
-from tests.codex.support import CODEX, codex_tmp_dir, needs_codex, rpc_call
+from tests.codex_support import CODEX, codex_tmp_dir, needs_codex, rpc_call
 from tests.helpers import cli_env, relayctl
 
 USER_CONFIG = """# my Codex settings
@@ -137,3 +138,9 @@ async def test_codex_loads_the_installed_skill_and_hook(tmp_path: Path,
               if h.get("pluginId") == "agent-relay@agent-relay"]
     assert hook["eventName"] == "sessionStart" and "relayctl codex --hook SessionStart" in (
         hook["command"])
+
+
+def test_the_stop_hook_as_codex_runs_it_prints_nothing_and_succeeds() -> None:
+    proc = subprocess.run([sys.executable, "-m", "relayctl.main", "codex", "--hook", "Stop"],
+                          input="{}", capture_output=True, text=True, timeout=20)
+    assert (proc.returncode, proc.stdout) == (0, "")

@@ -18,8 +18,7 @@ import psutil
 import pytest
 
 from relayd.daemon.relay import Relay
-from tests.codex.fake_model import FakeModel, write_codex_home
-from tests.codex.support import (
+from tests.codex_support import (
     CODEX,
     alive,
     codex_tmp_dir,
@@ -31,6 +30,7 @@ from tests.codex.support import (
     spawn,
     wait_for,
 )
+from tests.fake_codex_model import FakeModel, write_codex_home
 from tests.helpers import RELAYCTL, cli_env
 
 pytestmark = [needs_codex, pytest.mark.timeout(90)]

@@ -23,9 +23,8 @@ from bench_percore import LOAD_CPU, SERVER_CPU, Phase, rotated, wrk
 from harness import Server, median, pin_self
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace, trees: dict[str, Path]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="relay-ab-"))
-    trees = {"A": Path(args.a).resolve(), "B": Path(args.b).resolve()}
     servers = {name: Server("relayd", tmp, cpu=SERVER_CPU, env={"PYTHONPATH": str(tree)})
                for name, tree in trees.items()}
     phases: dict[str, list[Phase]] = {name: [] for name in servers}
@@ -60,7 +59,7 @@ def main() -> None:
     parser.add_argument("--path", default="/api/messages")
     args = parser.parse_args()
     pin_self(LOAD_CPU)
-    asyncio.run(run(args))
+    asyncio.run(run(args, {"A": Path(args.a).resolve(), "B": Path(args.b).resolve()}))
 
 
 if __name__ == "__main__":

@@ -109,13 +109,16 @@ def line(name: str, values: list[float]) -> str:
 
 async def sidecar_series(session: aiohttp.ClientSession, relay: RelaydProcess, url: str,
                          env: dict[str, str], window_ms: int, count: int) -> list[float]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "relayctl.providers.codex.sidecar", "--app-server", url,
-         "--window-ms", str(window_ms)],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "relayctl.providers.codex.sidecar", "--app-server", url,
+        "--window-ms", str(window_ms),
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None
-        info = dict(proc.stdout.readline().strip().split(": ", 1) for _ in range(2))
+        info = {}
+        for _ in range(2):
+            key, _, value = (await proc.stdout.readline()).decode().strip().partition(": ")
+            info[key] = value
         thread, agent = info["thread"], info["agent"]
         api = relay.api
 
@@ -147,7 +150,7 @@ async def sidecar_series(session: aiohttp.ClientSession, relay: RelaydProcess, u
         return latencies
     finally:
         proc.terminate()
-        proc.wait(10)
+        await asyncio.wait_for(proc.wait(), 10)
 
 
 async def direct_series(session: aiohttp.ClientSession, url: str, count: int) -> list[float]:
@@ -166,33 +169,31 @@ async def direct_series(session: aiohttp.ClientSession, url: str, count: int) ->
     return latencies
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-n", "--messages", type=int, default=100)
-    args = parser.parse_args()
-    codex = shutil.which(os.environ.get("AGENT_RELAY_CODEX_BIN") or "codex")
-    if codex is None:
-        sys.exit("codex is not installed: npm install -g @openai/codex@0.171.0")
-    base = Path("/var/tmp") if Path("/var/tmp").is_dir() else None
-    tmp = Path(tempfile.mkdtemp(prefix="bench-codex-", dir=base))
+def start_app_server(codex: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    app = subprocess.Popen([codex, "app-server", "--listen", f"ws://127.0.0.1:{port}"],
+                           env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_ready(port, app, 30)
+    return app
+
+
+async def main(messages: int, codex: str, tmp: Path) -> None:
     relay = RelaydProcess(tmp).start()
     model = await FakeModel().start()
     home = write_codex_home(tmp / "codex-home", model.base_url)
     env = cli_env(tmp, CODEX_HOME=str(home), AGENT_RELAY_URL=str(relay.url))
     port = free_port()
     url = f"ws://127.0.0.1:{port}"
-    app = subprocess.Popen([codex, "app-server", "--listen", url], env=env,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, start_new_session=True)
+    app = await asyncio.to_thread(start_app_server, codex, port, env)
     try:
-        wait_ready(port, app, 30)
         async with aiohttp.ClientSession() as session:
-            direct = await direct_series(session, url, args.messages)
-            relayed0 = await sidecar_series(session, relay, url, env, 0, args.messages)
-            relayed = await sidecar_series(session, relay, url, env, 500, args.messages)
-            direct2 = await direct_series(session, url, args.messages)
-        version = subprocess.run([codex, "--version"], capture_output=True, text=True).stdout
-        print(f"{version.strip()}, {args.messages} messages per series, fake model on loopback")
+            direct = await direct_series(session, url, messages)
+            relayed0 = await sidecar_series(session, relay, url, env, 0, messages)
+            relayed = await sidecar_series(session, relay, url, env, 500, messages)
+            direct2 = await direct_series(session, url, messages)
+        version = (await asyncio.to_thread(subprocess.run, [codex, "--version"],
+                                           capture_output=True, text=True)).stdout
+        print(f"{version.strip()}, {messages} messages per series, fake model on loopback")
         print(line("baseline: direct turn/start", direct + direct2))
         print(line("relay → sidecar, window 0 ms", relayed0))
         print(line("relay → sidecar, window 500 ms", relayed))
@@ -200,11 +201,22 @@ async def main() -> None:
         print(f"bridge overhead at p50 (window 0): {extra * 1000:.1f} ms")
     finally:
         app.terminate()
-        app.wait(10)
+        await asyncio.to_thread(app.wait, 10)
         relay.stop()
         await model.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", "--messages", type=int, default=100)
+    args = parser.parse_args()
+    codex = shutil.which(os.environ.get("AGENT_RELAY_CODEX_BIN") or "codex")
+    if codex is None:
+        sys.exit("codex is not installed: npm install -g @openai/codex@0.171.0")
+    base = Path("/var/tmp") if Path("/var/tmp").is_dir() else None
+    asyncio.run(main(args.messages, codex, Path(tempfile.mkdtemp(prefix="bench-codex-", dir=base))))
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    cli()

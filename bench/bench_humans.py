@@ -129,8 +129,8 @@ async def bench_telegram(tmp: Path, count: int) -> None:
                 started = time.perf_counter()
                 await http.post("/api/messages", json={"from": "alice", "to": "telegram",
                                                        "body": f"pong {n}"})
-                while not any(f"pong {n}" in e["visible"] for e in bot.sent[before:]):
-                    await asyncio.sleep(0.001)
+                await bot.wait_sent(lambda sent, n=n, before=before: any(
+                    f"pong {n}" in e["visible"] for e in sent[before:]))
                 outbound.append((time.perf_counter() - started) * 1000)
 
                 started = time.perf_counter()

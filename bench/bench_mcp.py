@@ -77,8 +77,8 @@ async def mcp_sends(session: ClientSession, calls: int) -> list[float]:
 
 
 async def main(calls: int) -> None:
-    probe = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True,
-                           text=True, check=True, cwd=ROOT)
+    probe = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", IMPORT_PROBE],
+                                    capture_output=True, text=True, check=True, cwd=ROOT)
     relayd_only, with_sdk = (int(x) for x in probe.stdout.split())
     with tempfile.TemporaryDirectory() as tmp:
         relay = RelaydProcess(Path(tmp), {"AGENT_RELAY_TOKEN": TOKEN}).start()

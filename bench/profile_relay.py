@@ -76,7 +76,7 @@ async def profile_broadcasts(args: argparse.Namespace, relayd: Server) -> None:
     await register_agents(relayd.url, 10_000)
     profiler = spy(args, relayd.proc.pid)
     result = await broadcasts(relayd.url, 10**9, 8, seconds=args.seconds)
-    profiler.wait()
+    await asyncio.to_thread(profiler.wait)
     print(f"# broadcasts under profile: {result['broadcasts']:.0f} in {result['seconds']:.1f}s; "
           f"another client's sends p50 {result['p50_ms']:.1f}ms p99 {result['p99_ms']:.1f}ms")
 
@@ -94,11 +94,11 @@ async def profile_wrk(args: argparse.Namespace, relayd: Server, tmp: Path) -> No
         script = tmp / "post.lua"
         script.write_text(POST_LUA)
         wrk += ["-c64", "-s", str(script), f"{relayd.url}/api/messages"]
-    load = subprocess.Popen(wrk, stdout=subprocess.PIPE, text=True)
+    load = await asyncio.create_subprocess_exec(*wrk, stdout=subprocess.PIPE)
     await asyncio.sleep(2)
-    spy(args, relayd.proc.pid).wait()
-    out, _ = load.communicate()
-    rate = [line for line in out.splitlines() if "Requests/sec" in line]
+    await asyncio.to_thread(spy(args, relayd.proc.pid).wait)
+    out, _ = await load.communicate()
+    rate = [line for line in out.decode().splitlines() if "Requests/sec" in line]
     print(f"# {'polls' if args.poll else 'sends'} under profile: {rate}")
 
 

@@ -55,7 +55,7 @@ class Subscription:
     def reset_overflow(self) -> None:
         self.overflowed = False
 
-    async def next_batch(self, timeout: float | None) -> list[Event]:
+    async def next_batch(self, timeout: float | None) -> list[Event]:  # noqa: ASYNC109 the long-poll's wait, ending in [] (no events), not an error
         """Buffered events, waiting up to `timeout`; [] on timeout, close or overflow."""
         # A bare future and asyncio.timeout: with a thousand streams, wait_for's extra task
         # per wait shows up in delivery latency.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -68,10 +69,17 @@ class FakeBotApi:
         self.calls: list[tuple[str, float, dict[str, Any]]] = []  # (method, time, payload)
         self.failures: dict[str, list[tuple[int, str, int | None]]] = {}
         self.new_update = asyncio.Event()
+        self.message_sent = asyncio.Event()  # set on each accepted sendMessage
         self.runner: web.AppRunner | None = None
         self.url = ""
 
     # ------------------------------------------------------------------ control
+
+    async def wait_sent(self, predicate: Callable[[list[dict[str, Any]]], bool]) -> None:
+        """Until predicate(self.sent) holds, checked again after each accepted sendMessage."""
+        while not predicate(self.sent):
+            self.message_sent.clear()
+            await self.message_sent.wait()
 
     async def start(self) -> FakeBotApi:
         app = web.Application()
@@ -195,4 +203,5 @@ class FakeBotApi:
         if isinstance(reply, dict):
             result["reply_to_message"] = {"message_id": reply.get("message_id")}
         self.sent.append({"payload": payload, "result": result, "visible": visible})
+        self.message_sent.set()
         return web.json_response({"ok": True, "result": result})

@@ -93,7 +93,7 @@ def stream_events(
     parser = SseParser()
     if last_event_id is not None:
         parser.last_id = str(last_event_id)
-    failures, ever_connected = 0, False
+    retries = _Retries(client)
     while True:
         try:
             for event in _read_stream(client, query, parser, deadline):
@@ -101,31 +101,55 @@ def stream_events(
                     yield event
                     continue
                 if on_connect is not None:
-                    on_connect(ever_connected)
-                failures, ever_connected = 0, True  # a later drop starts a fresh series
+                    on_connect(retries.ever_connected)
+                retries.connected()
             return  # deadline reached
         except _Dropped as dropped:
             reason, refused = str(dropped), False
         except (OSError, http.client.HTTPException) as exc:
-            refused = is_refused(exc)
-            if refused and not ever_connected:
-                raise client.not_running() from None
-            reason = "no relay answers" if refused else f"connection failed ({exc!r})"
-        failures += 1
-        if failures > MAX_RETRIES:
-            code = ExitCode.NOT_RUNNING if refused else ExitCode.FAILURE
-            raise CliError(f"lost the event stream from {client.url}: {reason}", code)
-        delay = _backoff(failures, parser.retry_ms)
+            reason, refused = retries.connect_failed(exc)
+        delay = retries.next_delay(reason, refused, parser.retry_ms)
         if deadline is not None and time.monotonic() + delay >= deadline:
             return
         if on_reconnect is not None:
-            on_reconnect(failures, reason)
+            on_reconnect(retries.failures, reason)
         sleep(delay)
+
+
+class _Retries:
+    """Failed attempts in a row: a connection that opens starts a fresh series."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+        self.failures = 0
+        self.ever_connected = False
+
+    def connected(self) -> None:
+        self.failures, self.ever_connected = 0, True
+
+    def connect_failed(self, exc: OSError | http.client.HTTPException) -> tuple[str, bool]:
+        """Why the connection failed, and whether it was refused (no relay listens)."""
+        refused = is_refused(exc)
+        if refused and not self.ever_connected:
+            raise self.client.not_running() from None
+        return ("no relay answers" if refused else f"connection failed ({exc!r})"), refused
+
+    def next_delay(self, reason: str, refused: bool, retry_ms: int | None) -> float:
+        """The backoff before the next attempt; CliError once MAX_RETRIES have failed."""
+        self.failures += 1
+        if self.failures > MAX_RETRIES:
+            code = ExitCode.NOT_RUNNING if refused else ExitCode.FAILURE
+            raise CliError(f"lost the event stream from {self.client.url}: {reason}", code)
+        return _backoff(self.failures, retry_ms)
 
 
 def _backoff(failures: int, retry_ms: int | None) -> float:
     delay = min(MAX_BACKOFF, 0.25 * 2 ** (failures - 1))
     return delay if retry_ms is None else max(delay, retry_ms / 1000)
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
 
 
 def _read_timeout(deadline: float | None) -> float:
@@ -147,26 +171,33 @@ def _read_stream(client: ApiClient, query: Query, parser: SseParser,
         if response.status != 200:
             _raise_for_stream(client, response)
         yield None
-        while True:
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            if conn.sock is not None:
-                conn.sock.settimeout(_read_timeout(deadline))
-            try:
-                line = response.readline()
-            except TimeoutError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    return
-                raise _Dropped("the stream went silent") from None
-            except (OSError, http.client.HTTPException) as exc:
-                raise _Dropped(f"connection lost ({type(exc).__name__})") from None
-            if not line:
-                raise _Dropped("the relay closed the stream")
+        while (line := _next_line(conn, response, deadline)) is not None:
             event = parser.feed(line.decode("utf-8", errors="replace"))
             if event is not None:
                 yield event
     finally:
         conn.close()
+
+
+def _next_line(conn: http.client.HTTPConnection, response: http.client.HTTPResponse,
+               deadline: float | None) -> bytes | None:
+    """The next line of the stream, None once the deadline has passed; _Dropped when the
+    connection ends or stays silent past the idle timeout."""
+    if _past(deadline):
+        return None
+    if conn.sock is not None:
+        conn.sock.settimeout(_read_timeout(deadline))
+    try:
+        line = response.readline()
+    except TimeoutError:
+        if _past(deadline):
+            return None
+        raise _Dropped("the stream went silent") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise _Dropped(f"connection lost ({type(exc).__name__})") from None
+    if not line:
+        raise _Dropped("the relay closed the stream")
+    return line
 
 
 def _raise_for_stream(client: ApiClient, response: http.client.HTTPResponse) -> None:

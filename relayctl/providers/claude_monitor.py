@@ -347,47 +347,65 @@ class Monitor:
         parser = SseParser()
         parser.last_id = last_id
         self.reconnect.clear()
-        headers = self.client.headers({"Accept": "text/event-stream",
-                                       "Cache-Control": "no-cache"})
-        if last_id:
-            headers["Last-Event-ID"] = last_id
         conn = self.client.connection(HTTP_TIMEOUT)
         self._conn = conn
         try:
-            conn.request("GET", self.client.path("/events", {"for": self.agent_id}),
-                         headers=headers)
-            response = conn.getresponse()
-            if response.status != 200:
-                raise Dropped(f"the relay answered the event stream with HTTP "
-                              f"{response.status}")
+            response = self.open_stream(conn, last_id)
             self.relay_back()
             self.catch_up()
-            while not self.stop.is_set():
-                if self.superseded.is_set() or self.paused.is_set():
-                    raise Superseded()
-                if self.reconnect.is_set():
-                    return parser.last_id
-                if conn.sock is not None:
-                    conn.sock.settimeout(IDLE_SECONDS)
-                try:
-                    raw = response.readline()
-                except TimeoutError:
-                    raise Dropped("the event stream went silent") from None
-                except (OSError, ValueError, http.client.HTTPException) as exc:
-                    if self.interrupted():
-                        continue  # the loop head says why
-                    raise Dropped(f"the event stream broke ({type(exc).__name__})") from None
-                if not raw:
-                    if self.interrupted():
-                        continue
-                    raise Dropped("the relay closed the event stream")
-                event = parser.feed(raw.decode("utf-8", errors="replace"))
-                if event is not None and event.type == "message.new":
-                    self.deliver(event.data)
+            self.deliver_live(conn, response, parser)
             return parser.last_id
         finally:
             self._conn = None
             conn.close()
+
+    def open_stream(self, conn: http.client.HTTPConnection,
+                    last_id: str | None) -> http.client.HTTPResponse:
+        headers = self.client.headers({"Accept": "text/event-stream",
+                                       "Cache-Control": "no-cache"})
+        if last_id:
+            headers["Last-Event-ID"] = last_id
+        conn.request("GET", self.client.path("/events", {"for": self.agent_id}),
+                     headers=headers)
+        response = conn.getresponse()
+        if response.status != 200:
+            raise Dropped(f"the relay answered the event stream with HTTP {response.status}")
+        return response
+
+    def deliver_live(self, conn: http.client.HTTPConnection,
+                     response: http.client.HTTPResponse, parser: SseParser) -> None:
+        """Deliver each message.new until told to reconnect or stop; raises Superseded when
+        another monitor took over or the session paused, Dropped when the link fails."""
+        while not self.stop.is_set():
+            if self.superseded.is_set() or self.paused.is_set():
+                raise Superseded()
+            if self.reconnect.is_set():
+                return
+            raw = self.read_line(conn, response)
+            if raw is None:
+                continue  # interrupted: the loop head says why
+            event = parser.feed(raw.decode("utf-8", errors="replace"))
+            if event is not None and event.type == "message.new":
+                self.deliver(event.data)
+
+    def read_line(self, conn: http.client.HTTPConnection,
+                  response: http.client.HTTPResponse) -> bytes | None:
+        """The next line of the stream; None when a flag just set interrupted the read."""
+        if conn.sock is not None:
+            conn.sock.settimeout(IDLE_SECONDS)
+        try:
+            raw = response.readline()
+        except TimeoutError:
+            raise Dropped("the event stream went silent") from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            if self.interrupted():
+                return None
+            raise Dropped(f"the event stream broke ({type(exc).__name__})") from None
+        if not raw:
+            if self.interrupted():
+                return None
+            raise Dropped("the relay closed the event stream")
+        return raw
 
     def interrupted(self) -> bool:
         return (self.reconnect.is_set() or self.superseded.is_set() or self.paused.is_set()

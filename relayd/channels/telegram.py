@@ -75,7 +75,10 @@ class BotApi:
         self.token = token
         self.session = session
 
-    async def call(self, method: str, payload: dict[str, Any], timeout: float = 30.0) -> Any:
+    async def call(
+        self, method: str, payload: dict[str, Any],
+        timeout: float = 30.0,  # noqa: ASYNC109 aiohttp's per-request ClientTimeout
+    ) -> Any:
         url = f"{self.base_url}/bot{self.token}/{method}"
         async with self.session.post(
             url, json=payload, timeout=aiohttp.ClientTimeout(total=timeout)

@@ -133,18 +133,14 @@ class ControlHandlers:
             raise invalid(f"cannot write backup to {destination}: {exc.strerror}") from None
         try:
             await self.relay.ctx.store.backup(partial)
-            private_files.publish_exclusive(partial, fd, destination)
+            # fsyncs of the file and its directory: off the event loop
+            size = await asyncio.to_thread(_publish_backup, partial, fd, destination)
         except private_files.TargetExists:
             raise _backup_target_taken(destination) from None
         except OSError as exc:
             raise invalid(f"cannot write backup to {destination}: {exc.strerror}") from None
         finally:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                partial.unlink()
-            with contextlib.suppress(OSError):
-                Path(f"{partial}-journal").unlink()
-        size = os.lstat(destination).st_size
+            await asyncio.to_thread(_discard_partial, partial, fd)
         log.info("backup written to %s (%d bytes)", destination, size)
         return web.json_response({"path": str(destination), "sizeBytes": size})
 
@@ -210,6 +206,20 @@ class ControlHandlers:
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
+
+
+def _publish_backup(partial: Path, fd: int, destination: Path) -> int:
+    """Link the finished backup into place; its size in bytes."""
+    private_files.publish_exclusive(partial, fd, destination)
+    return os.lstat(destination).st_size
+
+
+def _discard_partial(partial: Path, fd: int) -> None:
+    """Close the temp file and drop its name and SQLite's journal of it."""
+    os.close(fd)
+    for path in (partial, Path(f"{partial}-journal")):
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _backup_target_taken(destination: Path) -> ApiError:

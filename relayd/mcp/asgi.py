@@ -70,6 +70,61 @@ async def _until_gone(request: web.Request, stopping: asyncio.Event | None) -> N
             await asyncio.wait_for(stopping.wait(), DISCONNECT_POLL_SECONDS)
 
 
+class _Exchange:
+    """One request answered by an ASGI app: its receive/send callables and what was sent."""
+
+    def __init__(self, request: web.Request, body: bytes, stopping: asyncio.Event | None
+                 ) -> None:
+        self.request = request
+        self.body: bytes | None = body
+        self.stopping = stopping
+        self.response: web.StreamResponse | None = None
+        self.finished = False
+
+    async def receive(self) -> Message:
+        if self.body is not None:
+            body, self.body = self.body, None
+            return {"type": "http.request", "body": body, "more_body": False}
+        await _until_gone(self.request, self.stopping)
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        kind = message.get("type")
+        if kind == "http.response.start":
+            await self._start(message)
+        elif kind == "http.response.body":
+            await self._write(message)
+
+    async def _start(self, message: Message) -> None:
+        if self.response is not None:
+            raise ASGIProtocolError("the response was already started")
+        headers: CIMultiDict[str] = CIMultiDict()
+        for name, value in message.get("headers", ()):
+            headers.add(bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
+        self.response = web.StreamResponse(status=int(message["status"]), headers=headers)
+        await self.response.prepare(self.request)  # now: a stream's headers must not wait
+
+    async def _write(self, message: Message) -> None:
+        if self.response is None:
+            raise ASGIProtocolError("a response body was sent before its start")
+        if self.finished:
+            return
+        chunk = bytes(message.get("body", b""))
+        if chunk:
+            await self.response.write(chunk)
+        if not message.get("more_body", False):
+            self.finished = True
+            await self.response.write_eof()
+
+    async def finish(self) -> web.StreamResponse:
+        if self.response is None:
+            raise ASGIProtocolError("the ASGI app sent no response")
+        if not self.finished:
+            with contextlib.suppress(ConnectionResetError):
+                await self.response.write_eof()
+        return self.response
+
+
 async def serve(
     app: ASGIApp,
     request: web.Request,
@@ -78,54 +133,13 @@ async def serve(
     stopping: asyncio.Event | None = None,
 ) -> web.StreamResponse:
     """Answer `request` with `app`; `extra_scope` keys are added to the ASGI scope."""
-    body = await request.read()
-    scope = scope_for(request, extra_scope)
-    body_sent = False
-    response: web.StreamResponse | None = None
-    finished = False
-
-    async def receive() -> Message:
-        nonlocal body_sent
-        if not body_sent:
-            body_sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await _until_gone(request, stopping)
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        nonlocal response, finished
-        kind = message.get("type")
-        if kind == "http.response.start":
-            if response is not None:
-                raise ASGIProtocolError("the response was already started")
-            headers: CIMultiDict[str] = CIMultiDict()
-            for name, value in message.get("headers", ()):
-                headers.add(bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
-            response = web.StreamResponse(status=int(message["status"]), headers=headers)
-            await response.prepare(request)  # now: a stream's headers must not wait for data
-        elif kind == "http.response.body":
-            if response is None:
-                raise ASGIProtocolError("a response body was sent before its start")
-            if finished:
-                return
-            chunk = bytes(message.get("body", b""))
-            if chunk:
-                await response.write(chunk)
-            if not message.get("more_body", False):
-                finished = True
-                await response.write_eof()
-
+    exchange = _Exchange(request, await request.read(), stopping)
     try:
-        await app(scope, receive, send)
+        await app(scope_for(request, extra_scope), exchange.receive, exchange.send)
     except* ConnectionResetError:  # the client left mid-answer: nothing more to tell it
         pass
     except* Exception:
-        if response is None or not response.prepared:
+        if exchange.response is None or not exchange.response.prepared:
             raise  # the relay's error middleware answers
         log.exception("the ASGI app failed after answering %s %s", request.method, request.path)
-    if response is None:
-        raise ASGIProtocolError("the ASGI app sent no response")
-    if not finished:
-        with contextlib.suppress(ConnectionResetError):
-            await response.write_eof()
-    return response
+    return await exchange.finish()

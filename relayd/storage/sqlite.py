@@ -253,15 +253,7 @@ class SQLiteStore(Store):
         self.committed_writes += len(batch)
         if self.on_commit is not None:
             self.on_commit(len(batch))
-        events: list[Event] = []
-        for write, (result, op_events, error) in zip(batch, outcomes, strict=True):
-            events.extend(op_events)
-            if write.future.done():
-                continue
-            if error is not None:
-                write.future.set_exception(error)
-            else:
-                write.future.set_result(result)
+        events = _settle(batch, outcomes)
         if events:
             self._sink(events)
 
@@ -598,6 +590,20 @@ class SQLiteStore(Store):
 
 
 Outcome = tuple[Any, list[Event], Any]  # (result, events, error)
+
+
+def _settle(batch: list[_Write], outcomes: list[Outcome]) -> list[Event]:
+    """Answer each write of a committed batch; the events the batch produced, in order."""
+    events: list[Event] = []
+    for write, (result, op_events, error) in zip(batch, outcomes, strict=True):
+        events.extend(op_events)
+        if write.future.done():
+            continue
+        if error is not None:
+            write.future.set_exception(error)
+        else:
+            write.future.set_result(result)
+    return events
 
 
 def _run_batch(db: sqlite3.Connection, ops: list[Op], fanout: FanoutCache) -> list[Outcome]:

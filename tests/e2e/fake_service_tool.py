@@ -69,34 +69,39 @@ def start_program() -> None:
 def systemctl(args: list[str], state: dict[str, bool]) -> int:
     assert args[0] == "--user", "relayctl must only talk to the user manager"
     verb, rest = args[1], args[2:]
-    runs_program = "FAKE_SERVICE_EXEC" in os.environ
-    if verb in ("start", "restart"):
-        if runs_program:
-            stop_program()
-            start_program()
-        state["active"] = True
-    elif verb == "stop":
-        if runs_program:
-            stop_program()
-        state["active"] = False
+    if verb in ("is-active", "show"):
+        return systemctl_query(verb, state)
+    if verb in ("start", "restart", "stop"):
+        systemctl_run(verb, state)
     elif verb == "enable":
         state["enabled"] = True
     elif verb == "disable":
         state["enabled"] = False
         if "--now" in rest:
             state["active"] = False
-    elif verb == "is-active":
-        print("active" if state["active"] else "inactive")
-        return 0 if state["active"] else 3
-    elif verb == "show":
-        print("LoadState=loaded")
-        print(f"ActiveState={'active' if state['active'] else 'inactive'}")
-        print(f"SubState={'running' if state['active'] else 'dead'}")
-        print(f"UnitFileState={'enabled' if state['enabled'] else 'disabled'}")
-        print(f"MainPID={PID if state['active'] else 0}")
     elif verb != "daemon-reload":
         print(f"Unknown command verb {verb}.", file=sys.stderr)
         return 1
+    return 0
+
+
+def systemctl_run(verb: str, state: dict[str, bool]) -> None:
+    if "FAKE_SERVICE_EXEC" in os.environ:
+        stop_program()
+        if verb != "stop":
+            start_program()
+    state["active"] = verb != "stop"
+
+
+def systemctl_query(verb: str, state: dict[str, bool]) -> int:
+    if verb == "is-active":
+        print("active" if state["active"] else "inactive")
+        return 0 if state["active"] else 3
+    print("LoadState=loaded")
+    print(f"ActiveState={'active' if state['active'] else 'inactive'}")
+    print(f"SubState={'running' if state['active'] else 'dead'}")
+    print(f"UnitFileState={'enabled' if state['enabled'] else 'disabled'}")
+    print(f"MainPID={PID if state['active'] else 0}")
     return 0
 
 

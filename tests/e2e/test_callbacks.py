@@ -51,6 +51,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
+        self.called = asyncio.Event()  # set on each request
         self.plan: list[int | str] = []  # a status per request, or "hang"
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -60,10 +61,12 @@ class Receiver:
         answer = self.plan.pop(0) if self.plan else 200
         if answer == "hang":
             self.calls.append(Call(dict(request.headers), body, 0))
+            self.called.set()
             await asyncio.sleep(30)
             answer = 200
         assert isinstance(answer, int)
         self.calls.append(Call(dict(request.headers), body, answer))
+        self.called.set()
         return web.Response(status=answer)
 
     async def start(self, port: int = 0) -> Receiver:
@@ -306,8 +309,7 @@ async def test_a_hanging_endpoint_times_out_is_retried_and_never_blocks_the_api(
     async with aiohttp.ClientSession(base_url=relay.url) as http:
         await setup_agents(http)
         task = await new_task(http)
-        while not receiver.calls:
-            await asyncio.sleep(0.01)
+        await receiver.called.wait()
         started = time.monotonic()
         await post(http, "POST", f"/api/tasks/{task['id']}/claim", agent="bob")
         other = await new_task(http, key="other")

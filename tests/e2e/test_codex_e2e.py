@@ -275,7 +275,7 @@ async def test_a_crashed_part_stops_the_launcher_and_everything_it_started(
             await read_user_messages(launched.info["app-server"], launched.info["thread"])
         assert refused.value.status == 401
         token_file = Path(launched.info["token-file"].split()[0])
-        assert token_file.stat().st_mode & 0o077 == 0
+        assert (await asyncio.to_thread(token_file.stat)).st_mode & 0o077 == 0
         app_servers = [p for p in alive(launched.tree) if "app-server" in " ".join(p.cmdline())]
         assert app_servers, launched.tree
         app_servers[0].kill()  # the app-server crashes
@@ -285,4 +285,4 @@ async def test_a_crashed_part_stops_the_launcher_and_everything_it_started(
     assert code == 1
     assert alive(launched.tree) == [], launched.tree
     assert await agent_status(http, agent) == "offline"
-    assert not token_file.exists()
+    assert not await asyncio.to_thread(token_file.exists)

@@ -111,9 +111,9 @@ def test_tables_written_as_dotted_keys_still_merge_to_the_same_settings() -> Non
     assert config["marketplaces"]["agent-relay"]["source"] == "/m"
 
 
-@needs_codex
-async def test_codex_loads_the_installed_skill_and_hook(tmp_path: Path,
-                                                        codex_home: Path) -> None:
+@pytest.fixture
+def installed_app_server(tmp_path: Path, codex_home: Path) -> Iterator[int]:
+    """The real `codex app-server` on a free port, with the plugin installed: its port."""
     assert CODEX is not None
     codex_home.mkdir(parents=True)
     codex_install.install(codex_home)
@@ -124,14 +124,20 @@ async def test_codex_loads_the_installed_skill_and_hook(tmp_path: Path,
                            stderr=subprocess.DEVNULL)
     try:
         wait_ready(port, app, 20)
-        async with aiohttp.ClientSession() as session, \
-                session.ws_connect(f"ws://127.0.0.1:{port}") as ws:
-            await rpc_call(ws, 1, "initialize", {"clientInfo": {"name": "t", "version": "1"}})
-            skills = await rpc_call(ws, 2, "skills/list", {"cwds": [str(tmp_path)]})
-            hooks = await rpc_call(ws, 3, "hooks/list", {"cwds": [str(tmp_path)]})
+        yield port
     finally:
         app.terminate()
         app.wait(10)
+
+
+@needs_codex
+async def test_codex_loads_the_installed_skill_and_hook(tmp_path: Path,
+                                                        installed_app_server: int) -> None:
+    async with aiohttp.ClientSession() as session, \
+            session.ws_connect(f"ws://127.0.0.1:{installed_app_server}") as ws:
+        await rpc_call(ws, 1, "initialize", {"clientInfo": {"name": "t", "version": "1"}})
+        skills = await rpc_call(ws, 2, "skills/list", {"cwds": [str(tmp_path)]})
+        hooks = await rpc_call(ws, 3, "hooks/list", {"cwds": [str(tmp_path)]})
     names = {s["name"]: s for s in skills["data"][0]["skills"]}
     assert names["agent-relay:agent-relay"]["enabled"] is True
     [hook] = [h for h in hooks["data"][0]["hooks"]

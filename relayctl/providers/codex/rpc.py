@@ -21,6 +21,7 @@ import aiohttp
 from relayd import __version__
 
 log = logging.getLogger("relayctl.codex")
+INITIALIZE_SECONDS = 5.0  # the app-server answers initialize at once when it is up
 
 Notification = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 
@@ -53,7 +54,7 @@ class AppServerClient:
         self._reader: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
 
-    async def connect(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def connect(self) -> dict[str, Any]:
         """Open the socket and run the initialize handshake; the initialize result."""
         self._session = aiohttp.ClientSession()
         try:
@@ -67,10 +68,11 @@ class AppServerClient:
             raise
         self.closed.clear()
         self._reader = asyncio.create_task(self._read_loop(), name="codex-rpc-reader")
-        result = await self.request("initialize", {
-            "clientInfo": {"name": "agent-relay", "title": "Agent Relay sidecar",
-                           "version": __version__},
-        }, timeout=timeout)
+        async with asyncio.timeout(INITIALIZE_SECONDS):
+            result = await self.request("initialize", {
+                "clientInfo": {"name": "agent-relay", "title": "Agent Relay sidecar",
+                               "version": __version__},
+            })
         await self.notify("initialized")
         return result if isinstance(result, dict) else {}
 
@@ -93,14 +95,13 @@ class AppServerClient:
             message["params"] = params
         await self._send(message)
 
-    async def request(self, method: str, params: dict[str, Any],
-                      timeout: float | None = None) -> Any:
+    async def request(self, method: str, params: dict[str, Any]) -> Any:
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
             await self._send({"id": request_id, "method": method, "params": params})
-            return await asyncio.wait_for(future, timeout or self.request_timeout)
+            return await asyncio.wait_for(future, self.request_timeout)
         except RpcError as exc:
             exc.method = method
             raise RpcError(method, {"code": exc.code, "message": exc.text}) from None

@@ -101,8 +101,11 @@ class RelayClient:
     async def close(self) -> None:
         await self.session.close()
 
-    async def call(self, method: str, path: str, body: Any = None,
-                   params: Mapping[str, str] | None = None, timeout: float = 10.0) -> Any:
+    async def call(
+        self, method: str, path: str, body: Any = None,
+        params: Mapping[str, str] | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109 aiohttp's per-request ClientTimeout
+    ) -> Any:
         async with self.session.request(
             method, self.base + path, json=body, params=params,
             timeout=aiohttp.ClientTimeout(total=timeout),
@@ -295,16 +298,18 @@ class Sidecar:
                 self.active_turn = None
             self._set_status("busy" if self.active_turn else "idle")
         elif method == "thread/status/changed":
-            kind = (params.get("status") or {}).get("type")
-            if kind == "active":
-                self._set_status("busy")
-            elif kind == "idle":
-                self.active_turn = None
-                self._set_status("idle")
-                if not self._joined:
-                    task = asyncio.create_task(self._join_later())
-                    self._background.add(task)
-                    task.add_done_callback(self._background.discard)
+            self._on_thread_status((params.get("status") or {}).get("type"))
+
+    def _on_thread_status(self, kind: str | None) -> None:
+        if kind == "active":
+            self._set_status("busy")
+        elif kind == "idle":
+            self.active_turn = None
+            self._set_status("idle")
+            if not self._joined:
+                task = asyncio.create_task(self._join_later())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     def _set_status(self, status: str) -> None:
         if status != self.status:

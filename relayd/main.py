@@ -24,7 +24,8 @@ from relayd.daemon.process_limits import (
     probe_descriptors,
     raise_open_file_limit,
 )
-from relayd.daemon.relay import Relay, StartupError
+from relayd.daemon.relay import Relay
+from relayd.errors import StartupError
 
 log = logging.getLogger("relayd")
 

@@ -79,7 +79,8 @@ async def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> An
 
 def descendants(pid: int) -> list[psutil.Process]:
     try:
-        return psutil.Process(pid).children(recursive=True)
+        children: list[psutil.Process] = psutil.Process(pid).children(recursive=True)
+        return children
     except psutil.NoSuchProcess:
         return []
 

@@ -144,7 +144,7 @@ class _Retries:
 
 
 def _backoff(failures: int, retry_ms: int | None) -> float:
-    delay = min(MAX_BACKOFF, 0.25 * 2 ** (failures - 1))
+    delay = min(MAX_BACKOFF, 0.25 * 2.0 ** (failures - 1))
     return delay if retry_ms is None else max(delay, retry_ms / 1000)
 
 

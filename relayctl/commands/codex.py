@@ -52,7 +52,8 @@ class PassThroughParser(argparse.ArgumentParser):
         return ns, []
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+             common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "codex",
         help="run Codex connected to the relay (app-server + sidecar)",

@@ -38,7 +38,8 @@ PAST_TENSE = {
 }
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+             common: argparse.ArgumentParser) -> None:
     daemon = subparsers.add_parser(
         "daemon",
         help="install and control relayd as a user service",

@@ -40,7 +40,8 @@ PROVIDER_NAMES = tuple(p.name for p in PROVIDERS)
 ALIASES = {"claude": "claude-code"}
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+             common: argparse.ArgumentParser) -> None:
     provider = subparsers.add_parser(
         "provider",
         help="coding-agent providers (Claude Code, Codex)",

@@ -45,7 +45,8 @@ class InstallMethod:
     note: str = ""  # what the command will do, in plain words, when it is not obvious
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+             common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "upgrade",
         parents=[common],

@@ -48,7 +48,7 @@ def claude_pid() -> int | None:
                 return None
             name = process.name()
             if name in CLAUDE_NAMES or Path(_argv0(process)).name in CLAUDE_NAMES:
-                return process.pid
+                return int(process.pid)
             process = process.parent()
     except (psutil.Error, OSError):
         return None

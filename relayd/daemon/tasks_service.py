@@ -34,7 +34,7 @@ class SlidingWindowLimiter:
     a minute boundary cannot pass twice the limit. Memory is bounded by the limit per key.
     """
 
-    def __init__(self, clock: Any = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._log: dict[str, deque[float]] = {}
 

@@ -113,7 +113,8 @@ def _listed(value: str, allowed: tuple[str, ...] | None) -> bool:
 
 
 def principal_of(request: web.Request) -> Principal:
-    return request.get(PRINCIPAL, ANONYMOUS)
+    principal: Principal = request.get(PRINCIPAL, ANONYMOUS)
+    return principal
 
 
 def _describe(scope: str | tuple[str, ...] | None) -> str:

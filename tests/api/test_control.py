@@ -19,7 +19,8 @@ import pytest
 
 from relayd import __version__
 from relayd.config import paths
-from relayd.daemon.relay import Relay, StartupError
+from relayd.daemon.relay import Relay
+from relayd.errors import StartupError
 from tests.conftest import make_settings
 
 API = {"X-Agent-Relay-Control-Api": "1"}

@@ -54,7 +54,7 @@ async def test_broadcasts_share_one_audience_and_copy_no_list(
     await register(http, "ops")
     from_member = await broadcast(http, "from a member")
     assert from_member["recipients"] == agents
-    assert "ops" not in (await inbox(http, "ops"))
+    assert from_member["id"] not in (await inbox(http, "ops"))
 
 
 async def test_inbox_read_state_and_unread_counts(http: aiohttp.ClientSession) -> None:
@@ -111,7 +111,8 @@ async def test_claims_on_a_broadcast(http: aiohttp.ClientSession) -> None:
 async def test_sse_for_live_and_replay(http: aiohttp.ClientSession) -> None:
     await register(http, "bob", tags=["crew"])
     start = await latest_event_id(http)
-    async with sse(http, **{"for": "bob"}) as bob, sse(http, **{"for": "ops"}) as sender:
+    async with (sse(http, None, **{"for": "bob"}) as bob,
+                sse(http, None, **{"for": "ops"}) as sender):
         to_all = (await broadcast(http, "live"))["id"]
         to_crew = (await (await http.post("/api/messages", json={
             "from": "ops", "to": "tag:crew", "body": "crew", "claimable": True})).json())["id"]

@@ -169,9 +169,9 @@ def test_json_bodies_only_and_bad_encodings_are_400(
         status, _, payload = call(relay, "POST", "/api/agents", body=body,
                                   headers={"Content-Type": ctype})
         assert status in (200, 201), (ctype, payload)
-    for ctype in (None, "text/plain", "text/json", "application/octet-stream",
-                  "application/jsonx", "application/x-json-stream"):
-        heads = {} if ctype is None else {"Content-Type": ctype}
+    for refused in (None, "text/plain", "text/json", "application/octet-stream",
+                    "application/jsonx", "application/x-json-stream"):
+        heads: dict[str, str] = {} if refused is None else {"Content-Type": refused}
         answer = call(relay, "PATCH", "/api/agents/agent-1", body=as_json({"label": "x"}),
                       headers=heads)
         assert_refused(answer, 415, "unsupported_media_type")

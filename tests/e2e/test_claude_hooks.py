@@ -38,7 +38,8 @@ def project(tmp_path: Path) -> Path:
 def _agent(env: dict[str, str], agent_id: str) -> dict[str, object]:
     result = relayctl(env, "agents", "--json")
     assert result.returncode == 0, result.stderr
-    agents = {a["id"]: a for a in json.loads(result.stdout)["agents"]}
+    agents: dict[str, dict[str, object]] = {
+        a["id"]: a for a in json.loads(result.stdout)["agents"]}
     return agents[agent_id]
 
 

@@ -173,7 +173,7 @@ def test_relayd_honours_sub_second_timings_from_the_environment(
     assert status == 201, pair
 
     def expired() -> bool:
-        return http_json("GET", f"{api}/pairs/{pair['id']}")[1]["status"] == "expired"
+        return bool(http_json("GET", f"{api}/pairs/{pair['id']}")[1]["status"] == "expired")
 
     wait_for(expired)
     wait_for(lambda: http_json("GET", f"{api}/agents/quiet")[0] == 404)

@@ -23,9 +23,9 @@ import pytest
 from relayd.daemon.relay import Relay
 
 try:
-    from playwright.async_api import Browser, Page, Request, Route, async_playwright
+    from playwright.async_api import Browser, Page, Request, Route, ViewportSize, async_playwright
 except ImportError:  # pragma: no cover - the test extras install it
-    async_playwright = None
+    async_playwright = None  # type: ignore[assignment]  # the skip below names what is missing
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_browser = pytest.mark.skipif(
@@ -44,8 +44,8 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 # --------------------------------------------------------------------------- the browser
@@ -95,7 +95,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 @contextlib.asynccontextmanager
 async def tab(chromium: Browser, shots: Path,
-              viewport: dict[str, int] = DESKTOP) -> AsyncIterator[Tab]:
+              viewport: ViewportSize = DESKTOP) -> AsyncIterator[Tab]:
     context = await chromium.new_context(viewport=viewport)  # a fresh sessionStorage
     try:
         yield Tab(await context.new_page(), shots)
@@ -133,12 +133,13 @@ async def seed(relay: Relay) -> dict[str, Any]:
     """Agents, a thread read by one of its recipients, a channel, a pair that talked, and a
     claimed task."""
     async with api_client(relay) as api:
-        for agent, fields in {
+        agents: dict[str, dict[str, Any]] = {
             "alice": {"tags": ["ci"], "label": "Alice"},
             "bob": {"capabilities": ["review"], "machine": "box-b"},
             "carol-with-a-rather-long-agent-identifier-0123456789": {"project": "relay"},
             "dave": {"tags": ["ci"]},
-        }.items():
+        }
+        for agent, fields in agents.items():
             await register(api, agent, **fields)
         carol = "carol-with-a-rather-long-agent-identifier-0123456789"
         root = await send(api, **{"from": "alice", "to": "bob", "subject": "PR #12",

@@ -248,7 +248,7 @@ def test_human_output_escapes_control_and_bidi_characters(
     assert call(f"{proc.api}/agents", "POST", {"id": "bob", "label": HOSTILE})[0] == 201
     status, _ = call(f"{proc.api}/messages", "POST",
                      {"from": "mallory", "to": "bob", "subject": HOSTILE, "body": HOSTILE})
-    assert status == 201
+    assert status == 201 and proc.url is not None
     env = cli_env(tmp_path, AGENT_RELAY_URL=proc.url)
     outputs = {
         "agents": relayctl(env, "agents"),

@@ -85,7 +85,7 @@ async def test_sigterm_finishes_the_writes_in_flight(relayd_process: Start) -> N
     assert len(acknowledged) > 20
     relay = relayd_process()
     async with aiohttp.ClientSession() as http:
-        params = {"for": "bob", "limit": 1000}
+        params: dict[str, str | int] = {"for": "bob", "limit": 1000}
         async with http.get(relay.api + "/messages", params=params) as resp:
             stored = {m["id"] for m in (await resp.json())["messages"]}
             cursor = (await resp.json())["cursor"]
@@ -137,7 +137,7 @@ async def test_a_burst_of_acknowledged_messages_survives_kill_9(relayd_process: 
         relay.wait(5)
     relay = relayd_process()
     async with aiohttp.ClientSession() as http:
-        params = {"for": "bob", "limit": 1000}
+        params: dict[str, str | int] = {"for": "bob", "limit": 1000}
         async with http.get(relay.api + "/messages", params=params) as resp:
             stored = {m["id"] for m in (await resp.json())["messages"]}
     assert len(acknowledged) == 200

@@ -82,7 +82,9 @@ class Box:
 
 
 def status_json(box: Box, code: int) -> dict[str, Any]:
-    return json.loads(box.relayctl("daemon", "status", "--json", code=code).stdout)
+    status: dict[str, Any] = json.loads(box.relayctl("daemon", "status", "--json",
+                                                     code=code).stdout)
+    return status
 
 
 # ----------------------------------------------------------------------------- systemd

@@ -14,10 +14,10 @@ from typing import ClassVar
 
 import pytest
 
-from relayctl.clients import api as api_client
 from relayctl.clients.api import ApiClient, RelayAddress, api_error, find_relay
 from relayctl.clients.events import SseEvent, SseParser, stream_events
 from relayctl.main import CliError
+from relayd.config import paths
 
 
 def feed(parser: SseParser, text: str) -> list[SseEvent]:
@@ -50,7 +50,7 @@ def test_sse_parser_ignores_an_unfinished_event() -> None:
 @pytest.fixture(autouse=True)
 def only_the_configured_socket_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep listen records of relays running elsewhere on this machine out of these tests."""
-    monkeypatch.setattr(api_client.paths, "listen_file_candidates",
+    monkeypatch.setattr(paths, "listen_file_candidates",
                         lambda socket_path: [socket_path.parent / "listen.json"])
 
 

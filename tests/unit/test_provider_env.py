@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from relayctl import provider_env
 from relayctl.provider_env import (
     Profile,
     ProviderEnvError,
@@ -21,6 +20,7 @@ from relayctl.provider_env import (
     safe_part,
     session_identifier,
 )
+from relayd.config import paths
 
 AGENT_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 
@@ -48,7 +48,7 @@ def profiles_path(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def no_user_profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the real user's profiles.toml out of these tests."""
-    monkeypatch.setattr(provider_env.paths, "config_dir", lambda: tmp_path / "no-config")
+    monkeypatch.setattr(paths, "config_dir", lambda: tmp_path / "no-config")
 
 
 def test_provider_id_is_host_project_and_first_8_hex_of_the_session_sha256() -> None:

@@ -47,10 +47,10 @@ def served_routes(app: web.Application) -> list[tuple[str, str, Any]]:
 
 def described_operation(method: str, path: str) -> dict[str, Any] | None:
     item = operations.OPERATIONS.get(DESCRIBED.get(normalized(path), ""), {})
-    operation = item.get(method)
-    if operation is None:
+    described: dict[str, Any] | None = item.get(method)
+    if described is None:
         return None
-    operation = copy.deepcopy(operation)
+    operation = copy.deepcopy(described)
     operation["parameters"] = [*item.get("parameters", []), *operation.get("parameters", [])]
     if not operation["parameters"]:
         del operation["parameters"]

@@ -112,7 +112,7 @@ async def serve(relay: Relay, reload: argparse.Namespace | None = None) -> None:
         relay.settings_source = lambda: load_settings(reload)
     if hasattr(signal, "SIGHUP"):
         loop.add_signal_handler(signal.SIGHUP, lambda: _reload(relay))
-    relay.ctx.extras["request_stop"] = stop.set
+    relay.on_stop_request = stop.set
     accept_errors = AcceptErrorLog()
     loop.set_exception_handler(accept_errors)
     raise_open_file_limit()

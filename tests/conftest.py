@@ -39,7 +39,7 @@ async def relay_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
     yield start
     for relay in reversed(started):
-        if relay.runner is not None:
+        if relay.http.runner is not None:
             await relay.stop()
 
 

@@ -10,6 +10,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,41 +20,51 @@ from aiohttp import web
 from relayd import __version__, private_files
 from relayd.config import file as configfile
 from relayd.config import paths
-from relayd.config.settings import Settings, SettingsError, replace
+from relayd.config.settings import SettingsError, replace
 from relayd.daemon import logring
 from relayd.daemon.context import Context
 from relayd.daemon.jobs import Reaper
+from relayd.daemon.stats import collect_stats
 from relayd.errors import ApiError, conflict, invalid, unavailable
-from relayd.http.routes.stats import collect_stats
+from relayd.http.parsing import query_int, read_json
 
 log = logging.getLogger("relayd.control")
 MAX_LOG_LINES = 10_000
 
 
-class Relay(Protocol):
-    """What the control plane uses of the running relay (relayd.daemon.relay.Relay is one): the
-    control plane sits beside the assembly, not above it, so it names no lifecycle module."""
+class Endpoint(Protocol):
+    """Where the HTTP API listens (relayd.http.listener.HttpListener is one)."""
 
-    ctx: Context
-    reaper: Reaper
     address: tuple[str, int] | None
-
-    @property
-    def settings(self) -> Settings: ...
 
     @property
     def url(self) -> str: ...
 
-    def reload(self) -> list[str]: ...
 
-    def request_stop(self) -> None: ...
+@dataclass(frozen=True)
+class RelayActions:
+    """What the control plane may ask of the running relay; the Relay hands these over."""
+
+    reload: Callable[[], list[str]]  # re-read the settings; returns the names that changed
+    request_stop: Callable[[], None]  # stop soon, after this answer is sent
 
 
 class ControlHandlers:
     """The /v1 endpoints of one running relay; `where` says where the control plane listens."""
 
-    def __init__(self, relay: Relay, where: Callable[[], str], ring: logring.LogRing) -> None:
-        self.relay = relay
+    def __init__(
+        self,
+        ctx: Context,
+        reaper: Reaper,
+        api: Endpoint,
+        actions: RelayActions,
+        where: Callable[[], str],
+        ring: logring.LogRing,
+    ) -> None:
+        self.ctx = ctx
+        self.reaper = reaper
+        self.api = api
+        self.actions = actions
         self.where = where
         self.ring = ring
 
@@ -67,10 +78,10 @@ class ControlHandlers:
         app.router.add_get("/v1/logs", self.logs)
 
     async def status(self, request: web.Request) -> web.Response:
-        relay, ctx = self.relay, self.relay.ctx
+        ctx = self.ctx
         stats = await collect_stats(ctx)
         counts = {k: v for k, v in stats.items() if k not in ("version", "uptimeSeconds")}
-        host, port = relay.address or (relay.settings.host, relay.settings.port)
+        host, port = self.api.address or (ctx.settings.host, ctx.settings.port)
         settings = ctx.settings
         return web.json_response(
             {
@@ -78,7 +89,7 @@ class ControlHandlers:
                 "version": __version__,
                 "python": sys.version.split()[0],
                 "uptimeSeconds": ctx.uptime_seconds,
-                "listen": {"host": host, "port": port, "url": relay.url},
+                "listen": {"host": host, "port": port, "url": self.api.url},
                 "socket": self.where(),
                 "control": {"transport": settings.control_transport, "address": self.where()},
                 "configPath": str(settings.config_path) if settings.config_path else None,
@@ -93,7 +104,7 @@ class ControlHandlers:
 
     async def reload(self, request: web.Request) -> web.Response:
         try:
-            changed = self.relay.reload()
+            changed = self.actions.reload()
         except SettingsError as exc:
             raise invalid(f"reload refused, the running settings are kept: {exc}") from None
         return web.json_response({"reloaded": True, "changed": changed})
@@ -105,7 +116,7 @@ class ControlHandlers:
                 "the token comes from relayd's environment (AGENT_RELAY_TOKEN), which overrides"
                 " the config file; change it there and restart",
             )
-        settings = self.relay.settings
+        settings = self.ctx.settings
         config = settings.config_path or paths.default_config_file()
         token = secrets.token_urlsafe(32)
         try:
@@ -114,25 +125,25 @@ class ControlHandlers:
             raise conflict("invalid_state", f"cannot rotate: {exc}") from None
         except OSError as exc:
             raise unavailable(f"cannot write {config}: {exc.strerror}") from None
-        self.relay.ctx.settings = replace(self.relay.settings, token=token)
+        self.ctx.settings = replace(self.ctx.settings, token=token)
         log.info("admin token rotated and saved to %s", config)
         return web.json_response({"token": token, "configPath": str(config)})
 
     async def prune(self, request: web.Request) -> web.Response:
-        results = await self.relay.reaper.run_once(force_history=True)
+        results = await self.reaper.run_once(force_history=True)
         return web.json_response({"pruned": results})
 
     async def backup(self, request: web.Request) -> web.Response:
         """Online backup into a new file: written to a temp file opened O_CREAT|O_EXCL|
         O_NOFOLLOW (0600) next to the target, fsynced, then linked into place only if nothing
         is there (relayd/private_files.py): never through a symlink, never over a file."""
-        destination = self._backup_destination(await _json_object(request))
+        destination = self._backup_destination((await read_json(request)).data)
         try:
             partial, fd = private_files.exclusive_temp(destination.parent, destination.name)
         except OSError as exc:
             raise invalid(f"cannot write backup to {destination}: {exc.strerror}") from None
         try:
-            await self.relay.ctx.store.backup(partial)
+            await self.ctx.store.backup(partial)
             # fsyncs of the file and its directory: off the event loop
             size = await asyncio.to_thread(_publish_backup, partial, fd, destination)
         except private_files.TargetExists:
@@ -159,7 +170,7 @@ class ControlHandlers:
             raise invalid(f"path's directory does not exist: {destination.parent}")
         if not os.access(destination.parent, os.W_OK):
             raise invalid(f"path's directory is not writable: {destination.parent}")
-        database = self.relay.settings.db_path
+        database = self.ctx.settings.db_path
         if destination.resolve() in {database.resolve(), Path(f"{database}-wal").resolve()}:
             raise invalid("path is the live database itself; choose another file")
         if os.path.lexists(destination):
@@ -171,12 +182,12 @@ class ControlHandlers:
         await response.prepare(request)
         await response.write_eof()
         log.info("shutdown requested over the control socket")
-        self.relay.request_stop()
+        self.actions.request_stop()
         return response
 
     async def logs(self, request: web.Request) -> web.StreamResponse:
         ring = self.ring
-        n = _int_param(request, "n", 100, 0, MAX_LOG_LINES)
+        n = query_int(request, "n", default=100, minimum=0, maximum=MAX_LOG_LINES) or 0
         if request.query.get("follow", "0").lower() not in ("1", "true", "yes"):
             return web.json_response({"lines": ring.tail(n)})
         return await self._follow_logs(request, ring, n)
@@ -186,7 +197,7 @@ class ControlHandlers:
     ) -> web.StreamResponse:
         recent, follower = ring.follow(n)
         response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
-        stopping = asyncio.ensure_future(self.relay.ctx.stopping.wait())
+        stopping = asyncio.ensure_future(self.ctx.stopping.wait())
         try:
             await response.prepare(request)
             for line in recent:
@@ -229,26 +240,3 @@ def _backup_target_taken(destination: Path) -> ApiError:
         f"backup refused: {destination} is {what}, and relayd never writes through a link or "
         "over a file it did not create; choose a new file name",
     )
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "invalid_json", "body is not JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "body must be a JSON object")
-    return body
-
-
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid(f"{name} must be a whole number") from None
-    if not low <= value <= high:
-        raise invalid(f"{name} must be between {low} and {high}")
-    return value

@@ -29,9 +29,11 @@ from relayd.control.guard import (
     prepare_socket_dir,
     token_middleware,
 )
-from relayd.control.handlers import ControlHandlers, Relay
+from relayd.control.handlers import ControlHandlers, Endpoint, RelayActions
 from relayd.daemon import logring
+from relayd.daemon.context import Context
 from relayd.daemon.instance import UNIX_SOCKETS, read_listen_file
+from relayd.daemon.jobs import Reaper
 from relayd.errors import StartupError
 from relayd.http.errors import error_middleware
 from relayd.http.server import bound_address
@@ -43,8 +45,13 @@ CONTROL_SHUTDOWN_TIMEOUT = 1.0
 
 
 class ControlServer:
-    def __init__(self, relay: Relay) -> None:
-        self.relay = relay
+    def __init__(
+        self, ctx: Context, reaper: Reaper, api: Endpoint, actions: RelayActions
+    ) -> None:
+        self.ctx = ctx
+        self.reaper = reaper
+        self.api = api
+        self.actions = actions
         self.runner: web.AppRunner | None = None
         self.path: Path | None = None
         self.tcp_port: int | None = None
@@ -54,7 +61,7 @@ class ControlServer:
 
     @property
     def listen_file(self) -> Path:
-        return paths.listen_file_for(self.relay.settings.socket_path)
+        return paths.listen_file_for(self.ctx.settings.socket_path)
 
     @property
     def address(self) -> str:
@@ -64,7 +71,7 @@ class ControlServer:
         return str(self.path)
 
     async def start(self) -> None:
-        if self.relay.settings.control_transport == "tcp":
+        if self.ctx.settings.control_transport == "tcp":
             await self._start_tcp()
         elif UNIX_SOCKETS:
             await self._start_unix()
@@ -87,7 +94,7 @@ class ControlServer:
     async def _start_tcp(self) -> None:
         prepare_socket_dir(self.listen_file.parent)  # listen.json holds the token: keep it 0700
         self.token = secrets.token_urlsafe(32)
-        port = self.relay.settings.control_port
+        port = self.ctx.settings.control_port
         site = web.TCPSite(await self._setup_runner(), paths.CONTROL_HOST, port)
         try:
             await site.start()
@@ -103,7 +110,7 @@ class ControlServer:
                  self.listen_file)
 
     async def _start_unix(self) -> None:
-        path = self.relay.settings.socket_path
+        path = self.ctx.settings.socket_path
         prepare_socket_dir(path.parent)
         await self._setup_runner()
         assert self.runner is not None
@@ -145,7 +152,10 @@ class ControlServer:
             middlewares.append(token_middleware(self.token))
         app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
         app.on_response_prepare.append(add_version_header)
-        ControlHandlers(self.relay, lambda: self.address, self.ring).add_routes(app)
+        handlers = ControlHandlers(
+            self.ctx, self.reaper, self.api, self.actions, lambda: self.address, self.ring
+        )
+        handlers.add_routes(app)
         return app
 
     def _control_record(self) -> dict[str, Any]:
@@ -164,10 +174,10 @@ class ControlServer:
             "version": __version__,
             "socket": str(self.path) if self.path is not None else None,
             "control": self._control_record(),
-            "url": self.relay.url,
-            "host": self.relay.address[0] if self.relay.address else None,
-            "port": self.relay.address[1] if self.relay.address else None,
-            "database": str(self.relay.settings.db_path),
+            "url": self.api.url,
+            "host": self.api.address[0] if self.api.address else None,
+            "port": self.api.address[1] if self.api.address else None,
+            "database": str(self.ctx.settings.db_path),
         }
         tmp = self.listen_file.with_name(f".{paths.LISTEN_FILENAME}.{os.getpid()}")
         with contextlib.suppress(FileNotFoundError):

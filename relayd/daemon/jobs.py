@@ -1,7 +1,6 @@
-"""Periodic housekeeping: stale agents go offline, long-offline agents and old history go.
-
-Other layers (task leases, pair expiry) add their own jobs with ``add_job``.
-"""
+"""Periodic housekeeping, one job after another every `reap_interval_ms`: stale agents go
+offline and long-offline ones go, silent task holders lose their lease, pending pair invites
+expire; old history goes once a minute."""
 
 from __future__ import annotations
 
@@ -23,11 +22,12 @@ class Reaper:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._task: asyncio.Task[None] | None = None
-        self._jobs: list[tuple[str, Job]] = [("agents", self.reap_agents)]
+        self._jobs: list[tuple[str, Job]] = [
+            ("agents", self.reap_agents),
+            ("pairs", self.reap_pairs),
+            ("task_leases", self.expire_leases),
+        ]
         self._last_history = 0.0
-
-    def add_job(self, name: str, job: Job) -> None:
-        self._jobs.append((name, job))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="reaper")
@@ -68,6 +68,24 @@ class Reaper:
         if stale or removed:
             log.info("agents: %d went offline, %d pruned", len(stale), len(removed))
         return {"offline": len(stale), "removed": len(removed)}
+
+    async def reap_pairs(self) -> dict[str, int]:
+        """Pending invites older than pending_pair_ttl_ms expire; orphaned pairs end."""
+        outcome = await self.ctx.store.reap_pairs(self.ctx.settings.pending_pair_ttl_ms)
+        counts = {name: len(pairs) for name, pairs in outcome.items()}
+        if any(counts.values()):
+            log.info(
+                "pairs: %d invites expired, %d orphaned pairs ended",
+                counts["expired"],
+                counts["ended"],
+            )
+        return counts
+
+    async def expire_leases(self) -> dict[str, int]:
+        """Reopen tasks whose holder went silent or offline."""
+        settings = self.ctx.settings
+        expired = await self.ctx.store.expire_task_leases(now_ms() - settings.claim_lease_ms)
+        return {"expired": len(expired)}
 
     async def prune_history(self) -> dict[str, int]:
         settings = self.ctx.settings

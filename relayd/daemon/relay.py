@@ -1,8 +1,13 @@
-"""Start order: instance guard → storage (publishing to the bus) → HTTP → reaper → start hooks
-→ channels → control plane → notify; stop in reverse.
+"""The assembly: every part of a running relay, built in one place and started in order.
 
-``Relay`` owns every long-lived part of the daemon. Tests start one in-process; ``relayd``
-starts one under signal handling.
+`Relay(settings)` builds the parts (nothing runs yet); `start()` starts them in this order
+and `stop()` stops them in reverse:
+
+    instance guard → storage (publishing to the bus) → HTTP → reaper → callback worker
+    → channels → control plane → systemd notify
+
+Each part gets what it needs as arguments (mostly the shared Context); none sees the Relay.
+Tests start one in-process; `relayd` starts one under signal handling (relayd/main.py).
 """
 
 from __future__ import annotations
@@ -10,19 +15,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from relayd import __version__
 from relayd.bus import LocalBus
-from relayd.channels import build_channels
+from relayd.channels.base import Channel
+from relayd.channels.telegram import TelegramChannel
 from relayd.config import settings as settings_mod
 from relayd.config.settings import Settings
+from relayd.control.handlers import RelayActions
 from relayd.control.server import ControlServer
-from relayd.daemon import pairs_service, tasks_service
+from relayd.daemon.callbacks import CallbackWorker
 from relayd.daemon.context import Context
 from relayd.daemon.instance import InstanceGuard
 from relayd.daemon.jobs import Reaper
@@ -30,46 +35,47 @@ from relayd.daemon.notify import Notifier
 from relayd.daemon.process_limits import unauthenticated_bind_warning
 from relayd.domain.models import Event
 from relayd.errors import StartupError
-from relayd.http.app import Route, create_app
-from relayd.http.server import ConnectionLimits, GuardedAppRunner, bound_address
+from relayd.http.listener import HttpListener
 from relayd.storage import open_store
 
 log = logging.getLogger("relayd")
-Hook = Callable[["Relay"], Awaitable[None]]
-SHUTDOWN_TIMEOUT = 5.0
-MAX_REQUEST_LINE = 64 * 1024
+
+
+def build_channels(ctx: Context) -> list[Channel]:
+    """The channel kinds relayd knows, in the order GET /api/channels lists them."""
+    return [TelegramChannel(ctx)]
 
 
 class Relay:
     def __init__(self, settings: Settings) -> None:
+        self.guard = InstanceGuard(settings)
         self.ctx = Context(
             settings=settings,
             store=open_store(settings),
             bus=LocalBus(settings.sse_queue_size),
         )
-        self.reaper = Reaper(self.ctx)
         self.ctx.channels = build_channels(self.ctx)
-        pairs_service.install(self)
-        self.extra_routes: list[Route] = []
-        self.start_hooks: list[Hook] = []  # run after HTTP serves, in order
-        self.stop_hooks: list[Hook] = []  # run first at stop, in reverse order
-        self.runner: web.AppRunner | None = None
-        self.address: tuple[str, int] | None = None
-        tasks_service.install(self)  # after the hook lists: it adds the callback worker
-        self.guard = InstanceGuard(settings)
-        self.control = ControlServer(self)
+        self.http = HttpListener(self.ctx)
+        self.reaper = Reaper(self.ctx)
+        self.callbacks = CallbackWorker(self.ctx)
+        actions = RelayActions(reload=self.reload, request_stop=self.request_stop)
+        self.control = ControlServer(self.ctx, self.reaper, self.http, actions)
         self.notifier = Notifier()
         self.settings_source: Callable[[], Settings] | None = None  # what reload re-reads
+        self.on_stop_request: Callable[[], None] | None = None  # relayd's signal loop
+        self.stop_task: asyncio.Future[None] | None = None  # a stop requested in-process
 
     @property
     def settings(self) -> Settings:
         return self.ctx.settings
 
     @property
+    def address(self) -> tuple[str, int] | None:
+        return self.http.address
+
+    @property
     def url(self) -> str:
-        assert self.address is not None
-        host, port = self.address
-        return f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        return self.http.url
 
     async def start(self) -> None:
         self.guard.acquire()  # before anything touches the socket or the database
@@ -82,7 +88,7 @@ class Relay:
         try:
             await self._open_storage()
             try:
-                await self._serve_http()
+                await self.http.start()
             except Exception:
                 await self.ctx.store.close()
                 raise
@@ -90,8 +96,7 @@ class Relay:
             self.guard.release()
             raise
         self.reaper.start()
-        for hook in self.start_hooks:
-            await hook(self)
+        await self.callbacks.start()
         await self._start_channels()
         try:
             await self.control.start()
@@ -105,6 +110,40 @@ class Relay:
         if warning is not None:
             log.warning(warning)
         self.notifier.start(self.status_line())
+
+    async def stop(self) -> None:
+        """Stop accepting, end SSE streams and long-polls, finish writes, close storage."""
+        self.ctx.stopping.set()
+        await self.notifier.stop()
+        await self.control.stop()
+        await self._stop_channels()
+        try:
+            await self.callbacks.stop()
+        except Exception as exc:
+            log.warning("callback worker did not stop cleanly: %s", exc)
+        self.ctx.bus.close_all()
+        await self.reaper.stop()
+        await self.http.stop()
+        await self.ctx.store.close()
+        self.guard.release()
+        log.info("relayd stopped")
+
+    async def _open_storage(self) -> None:
+        self.ctx.store.on_commit = self.ctx.metrics.committed
+        self.ctx.metrics.sse_connections = lambda: self.ctx.sse_connections
+        try:
+            await self.ctx.store.open(self._publish)
+        except (OSError, sqlite3.Error) as exc:
+            await self.ctx.store.close()
+            raise StartupError(
+                f"cannot open the database {self.settings.db_path}: {exc}"
+                " (check that its directory exists and is writable, or choose another with --db)"
+            ) from None
+
+    def _publish(self, events: Sequence[Event]) -> None:
+        """Committed events: counted for /metrics, then fanned out."""
+        self.ctx.metrics.events(events)
+        self.ctx.bus.publish(events)
 
     async def _start_channels(self) -> None:
         """Configured channels start in the background; one that fails to start is logged
@@ -126,88 +165,15 @@ class Relay:
             except Exception as exc:
                 log.warning("channel %s did not stop cleanly: %s", channel.name, exc)
 
-    def _publish(self, events: Sequence[Event]) -> None:
-        """Committed events: counted for /metrics, then fanned out."""
-        self.ctx.metrics.events(events)
-        self.ctx.bus.publish(events)
-
-    async def _open_storage(self) -> None:
-        self.ctx.store.on_commit = self.ctx.metrics.committed
-        self.ctx.metrics.sse_connections = lambda: self.ctx.sse_connections
-        try:
-            await self.ctx.store.open(self._publish)
-        except (OSError, sqlite3.Error) as exc:
-            await self.ctx.store.close()
-            raise StartupError(
-                f"cannot open the database {self.settings.db_path}: {exc}"
-                " (check that its directory exists and is writable, or choose another with --db)"
-            ) from None
-
     def status_line(self) -> str:
         return f"serving {self.url}" if self.address else "starting"
 
-    async def _serve_http(self) -> None:
-        app = create_app(self.ctx, self.extra_routes)
-        # Generous request-line/header limits: aiohttp's own 8 KiB refusal is plain text, so a
-        # long query string should reach our validators and get the JSON 400 instead.
-        self.runner = GuardedAppRunner(
-            app,
-            limits=self.connection_limits,
-            access_log=None,
-            handle_signals=False,
-            shutdown_timeout=SHUTDOWN_TIMEOUT,
-            max_line_size=MAX_REQUEST_LINE,
-            max_field_size=MAX_REQUEST_LINE,
-        )
-        await self.runner.setup()
-        site = web.TCPSite(
-            self.runner, self.settings.host, self.settings.port, backlog=1024, reuse_address=True
-        )
-        try:
-            await site.start()
-        except OSError as exc:
-            await self.runner.cleanup()
-            raise StartupError(
-                f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror}"
-                " (is another relayd running? choose another port with --port or PORT)"
-            ) from None
-        self.address = bound_address(site)
-
-    def connection_limits(self) -> ConnectionLimits:
-        settings = self.settings
-        return ConnectionLimits(
-            max_header_bytes=settings.max_header_bytes,
-            header_timeout_seconds=settings.header_timeout_seconds,
-            stall_timeout_seconds=settings.stall_timeout_seconds,
-        )
-
-    async def stop(self) -> None:
-        """Stop accepting, end SSE streams and long-polls, finish writes, close storage."""
-        self.ctx.stopping.set()
-        await self.notifier.stop()
-        await self.control.stop()
-        await self._stop_channels()
-        for hook in reversed(self.stop_hooks):
-            try:
-                await hook(self)
-            except Exception as exc:
-                log.warning("stop hook failed: %s", exc)
-        self.ctx.bus.close_all()
-        await self.reaper.stop()
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
-        await self.ctx.store.close()
-        self.guard.release()
-        log.info("relayd stopped")
-
     def request_stop(self) -> None:
         """Stop soon, from inside a request (control /v1/shutdown)."""
-        stop = self.ctx.extras.get("request_stop")
-        if stop is not None:
-            stop()
+        if self.on_stop_request is not None:
+            self.on_stop_request()
         else:  # in-process relays (tests) have no signal loop to wake
-            self.ctx.extras["stop_task"] = asyncio.ensure_future(self.stop())
+            self.stop_task = asyncio.ensure_future(self.stop())
 
     def reload(self) -> list[str]:
         """Re-read the settings and apply what can change live; SettingsError keeps the old."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
@@ -165,17 +164,12 @@ class Event:
     # read from the log: the message whose recipients see it (`audience` is then only the
     # agents listed besides them, or the replay's reader); live events carry a lookup instead
     of_message: int | None = field(default=None, compare=False)
-    _frame: bytes | None = field(default=None, repr=False, compare=False)
+    # the event as a transport sends it, kept by that transport (relayd/http/sse.py encodes
+    # each event once, however many streams send it)
+    wire: bytes | None = field(default=None, repr=False, compare=False)
 
     def visible_to(self, agent_id: str | None) -> bool:
         return agent_id is None or self.audience is None or agent_id in self.audience
-
-    def frame(self) -> bytes:
-        """The SSE frame, encoded once however many streams send it."""
-        if self._frame is None:
-            payload = self.data_json or json.dumps(self.data, separators=(",", ":"))
-            self._frame = f"id: {self.id}\nevent: {self.type}\ndata: {payload}\n\n".encode()
-        return self._frame
 
 
 @dataclass

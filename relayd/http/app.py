@@ -8,10 +8,12 @@ from aiohttp import web
 
 from relayd.daemon.context import Context
 from relayd.http import dashboard
+from relayd.http.browser_guard import PolicyCache
 from relayd.http.errors import Handler
-from relayd.http.keys import CONTEXT
+from relayd.http.keys import BROWSER_POLICY, CONTEXT, INGRESS_LIMITER
 from relayd.http.middleware import add_cors_headers, relay_middleware
 from relayd.http.openapi import document as openapi
+from relayd.http.ratelimit import SlidingWindowLimiter
 from relayd.http.routes import agents, events, integrations, messages, pairs, stats, tasks
 from relayd.mcp import http as mcp_http
 
@@ -62,15 +64,18 @@ ROUTES: list[Route] = [
     ("DELETE", "/mcp", mcp_http.handle),
 ]
 
-def create_app(ctx: Context, extra_routes: list[Route] | None = None) -> web.Application:
+def create_app(ctx: Context) -> web.Application:
     app = web.Application(
         middlewares=[relay_middleware],
         client_max_size=ctx.settings.max_body_bytes,
     )
     app[CONTEXT] = ctx
+    app[BROWSER_POLICY] = PolicyCache()
+    app[INGRESS_LIMITER] = SlidingWindowLimiter()
+    app[mcp_http.MCP] = mcp_http.McpEndpoint(ctx)
     app.on_response_prepare.append(add_cors_headers)
     app.on_shutdown.append(mcp_http.on_shutdown)
-    for method, path, handler in [*ROUTES, *(extra_routes or [])]:
+    for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     app.router.add_get("/metrics", stats.metrics)  # where Prometheus looks by default
     app.router.add_get("/", dashboard.page)

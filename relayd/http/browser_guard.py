@@ -28,6 +28,19 @@ class BrowserPolicy:
     any_origin: bool
 
 
+class PolicyCache:
+    """The rules of the settings in force, rebuilt only when a reload replaces them."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._policy: BrowserPolicy | None = None
+
+    def current(self, settings: Settings) -> BrowserPolicy:
+        if self._policy is None or settings is not self._settings:
+            self._settings, self._policy = settings, policy_for(settings)
+        return self._policy
+
+
 def policy_for(settings: Settings) -> BrowserPolicy:
     names = set(LOOPBACK_NAMES)
     names.add(_bracketed(settings.host.lower()))

@@ -19,10 +19,10 @@ from typing import Any
 from aiohttp import web
 
 from relayd.daemon.context import Context
+from relayd.daemon.stats import collect_stats
 from relayd.domain.tasks import TaskQuery
 from relayd.http.auth import identify
 from relayd.http.keys import context_of
-from relayd.http.routes.stats import collect_stats
 from relayd.storage.base import AgentFilter, MessageQuery
 
 log = logging.getLogger("relayd.http")

@@ -11,7 +11,7 @@ from relayd.errors import forbidden
 from relayd.http.auth import authorize
 from relayd.http.browser_guard import check_host, check_json_body, check_origin
 from relayd.http.errors import Handler, error_response
-from relayd.http.keys import context_of
+from relayd.http.keys import BROWSER_POLICY, context_of
 
 CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID, X-Agent-Relay-Token"
@@ -64,7 +64,7 @@ async def relay_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         headers = request.headers
-        policy = context_of(request).browser_policy
+        policy = request.app[BROWSER_POLICY].current(context_of(request).settings)
         host = headers.get("Host")
         check_host(policy, host, lambda: _local_address(request))
         check_origin(policy, headers.get("Origin"), headers.get("Sec-Fetch-Site"), host)

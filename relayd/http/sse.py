@@ -9,6 +9,7 @@ else memory or time.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable
 
 from aiohttp import HttpVersion11, web
@@ -24,6 +25,15 @@ REPLAY_PAGE = 500
 REPLAY_PAGE_BYTES = 256 * 1024
 WRITE_CHUNK = 64 * 1024
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes unsent on the socket before we stop writing directly
+
+
+def frame_of(event: Event) -> bytes:
+    """The event's SSE frame, encoded once however many streams send it."""
+    frame = event.wire
+    if frame is None:
+        payload = event.data_json or json.dumps(event.data, separators=(",", ":"))
+        frame = event.wire = f"id: {event.id}\nevent: {event.type}\ndata: {payload}\n\n".encode()
+    return frame
 
 
 class EventStream:
@@ -52,7 +62,7 @@ class EventStream:
             or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
         ):
             return False
-        frame = event.frame()
+        frame = frame_of(event)
         transport.write(b"%x\r\n%b\r\n" % (len(frame), frame))
         self.last_sent = event.id
         return True
@@ -111,7 +121,7 @@ class EventStream:
                 continue
             newest = max(newest, event.id)
             if self.accepts(event):
-                frame = event.frame()
+                frame = frame_of(event)
                 chunks.append(frame)
                 size += len(frame)
                 if size >= WRITE_CHUNK:  # write and drain before encoding more

@@ -22,11 +22,9 @@ from aiohttp import web
 from relayd.daemon.context import Context
 from relayd.errors import unavailable
 from relayd.http.auth import principal_of, requires
-from relayd.http.keys import CONTEXT, context_of
 from relayd.mcp import asgi, relay_tools
 
 log = logging.getLogger("relayd.mcp")
-EXTRA_KEY = "mcp"
 DRAIN_SECONDS = 3.0  # how long a stopping relay waits for MCP calls in flight
 
 
@@ -115,21 +113,15 @@ class McpEndpoint:
             self._task = None
 
 
-def endpoint(ctx: Context) -> McpEndpoint:
-    found = ctx.extras.get(EXTRA_KEY)
-    if not isinstance(found, McpEndpoint):
-        found = ctx.extras[EXTRA_KEY] = McpEndpoint(ctx)
-    return found
-
-
 async def on_shutdown(app: web.Application) -> None:
     """Stop the MCP transport, if it ever started, when the HTTP server shuts down: after the
     relay has ended long polls and streams, so the calls in flight can still answer."""
-    found = app[CONTEXT].extras.get(EXTRA_KEY)
-    if isinstance(found, McpEndpoint):
-        await found.close()
+    await app[MCP].close()
 
 
 @requires(None)  # any valid token; each tool checks the scope it needs
 async def handle(request: web.Request) -> web.StreamResponse:
-    return await endpoint(context_of(request)).serve(request)
+    return await request.app[MCP].serve(request)
+
+
+MCP: web.AppKey[McpEndpoint] = web.AppKey("mcp", McpEndpoint)

@@ -15,6 +15,7 @@ from typing import Any
 
 from relayd.domain.models import Agent, Event, Message, Pair
 from relayd.domain.sessions import SessionGuard
+from relayd.domain.targets import Target
 from relayd.domain.tasks import (
     Delivery,
     IngressEvent,
@@ -50,6 +51,8 @@ class MessageDraft:
     idempotency_key: str | None = None
     # the principal that authenticated the send: admin, integration:<name>, local
     sent_by: str | None = None
+    # `to`, parsed by whoever validated it, so the store does not parse it again
+    target: Target | None = field(default=None, repr=False, compare=False)
 
     def fingerprint_parts(self) -> tuple[Any, ...]:
         """What an Idempotency-Key binds: everything the sender asked for."""
@@ -62,7 +65,9 @@ class SendResult:
     message: Message
     recipients: list[str]
     created: bool  # False: an Idempotency-Key replay of an earlier send
-    payload_json: str | None = None  # the answer's JSON, when the store already encoded it
+    # the message and its recipients as JSON, when the store already encoded them
+    message_json: str | None = None
+    recipients_json: str | None = None
 
     def payload(self) -> dict[str, Any]:
         return {**self.message.to_json(), "recipients": self.recipients}

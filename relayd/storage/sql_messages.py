@@ -94,8 +94,8 @@ def _announce(
     tx: Tx, messages: list[Message], plans: list[_Plan]
 ) -> list[SendResult]:
     """Deliveries rows for direct recipients, the message.new events (the message; readers
-    learn from the reference whether it is theirs) and the 201 answers (message plus
-    recipients, built from the event's JSON)."""
+    learn from the reference whether it is theirs) and the results, with the JSON already
+    encoded for the event, so the HTTP answer need not encode the message again."""
     tx.insert_rows("INSERT INTO deliveries (agent_id, message_id)", [
         (agent_id, m.id)
         for m, plan in zip(messages, plans, strict=True)
@@ -113,9 +113,8 @@ def _announce(
             m,
             plan.recipients(m.sender),
             created=True,
-            payload_json=f'{event.data_json[:-1]},"recipients":{plan.recipients_json(m.sender)}}}'
-            if event.data_json
-            else None,
+            message_json=event.data_json,
+            recipients_json=plan.recipients_json(m.sender),
         )
         for m, plan, event in zip(messages, plans, events, strict=True)
     ]
@@ -128,7 +127,7 @@ def send(tx: Tx, draft: MessageDraft, task_id: int | None = None) -> SendResult:
         replay = _replay(tx, draft.sender, draft.idempotency_key, print_)
         if replay is not None:
             return SendResult(replay, recipients_of(tx, replay.id), created=False)
-    target = parse_target(draft.to)
+    target = draft.target or parse_target(draft.to)
     if not target.is_direct:
         tx.fanout.sync(tx)
     known = target.is_direct and _registered(tx, [target.value]) != set()
@@ -147,7 +146,7 @@ def send_many(tx: Tx, drafts: list[MessageDraft]) -> list[SendResult | Exception
     the DB thread and the event loop were what capped throughput."""
     outcomes: list[SendResult | Exception | None] = []
     planned: list[tuple[int, MessageDraft, _Plan]] = []
-    targets = [parse_target(draft.to) for draft in drafts]  # the handler validated them
+    targets = [draft.target or parse_target(draft.to) for draft in drafts]
     known = _registered(tx, [t.value for t in targets if t.is_direct])
     if not all(t.is_direct for t in targets):
         tx.fanout.sync(tx)

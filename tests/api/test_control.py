@@ -207,7 +207,8 @@ async def test_shutdown_answers_then_stops(relay: Relay, control: aiohttp.Client
     resp = await control.post("/v1/shutdown")
     assert resp.status == 200
     assert (await resp.json())["stopping"] is True
-    await asyncio.wait_for(relay.ctx.extras["stop_task"], 10)
+    assert relay.stop_task is not None
+    await asyncio.wait_for(relay.stop_task, 10)
     assert not relay.settings.socket_path.exists()
     assert not (relay.settings.socket_path.parent / paths.LISTEN_FILENAME).exists()
 
@@ -248,7 +249,7 @@ async def test_socket_path_too_long_is_refused(tmp_path: Path) -> None:
     relay = Relay(make_settings(tmp_path, socket_path=long_path))
     with pytest.raises(StartupError, match="control socket path is too long"):
         await relay.start()
-    assert relay.runner is None
+    assert relay.http.runner is None
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to chown to another user")

@@ -26,10 +26,10 @@ def mentioned() -> set[str]:
 
 
 def served(relay: Relay) -> set[str]:
-    assert relay.runner is not None
+    assert relay.http.runner is not None
     return {
         doc_notation(method, "/api" + path)
-        for method, path, _ in served_routes(relay.runner.app)
+        for method, path, _ in served_routes(relay.http.runner.app)
     }
 
 

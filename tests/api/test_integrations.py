@@ -11,7 +11,7 @@ import pytest
 
 from relayd.config.settings import Integration, replace
 from relayd.daemon.relay import Relay
-from relayd.daemon.tasks_service import SlidingWindowLimiter
+from relayd.http.ratelimit import SlidingWindowLimiter
 
 MON_TOKEN = "mon-token-0123456789"
 CI_TOKEN = "ci-token-0123456789"

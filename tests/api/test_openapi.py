@@ -20,8 +20,8 @@ UNDOCUMENTED_ROUTES: set[tuple[str, str]] = set()
 
 
 def served_app(relay: Relay) -> web.Application:
-    assert relay.runner is not None
-    return relay.runner.app
+    assert relay.http.runner is not None
+    return relay.http.runner.app
 
 
 def operations_of(document: dict[str, Any]) -> set[tuple[str, str]]:

@@ -53,7 +53,7 @@ async def start_relay(
 
     yield start
     for relay in relays:
-        if relay.runner is not None:
+        if relay.http.runner is not None:
             await relay.stop()
 
 

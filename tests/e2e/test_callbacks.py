@@ -119,7 +119,7 @@ async def start_relay(
     relay_factory: Callable[..., Any], url: str, **settings: Any
 ) -> tuple[Relay, CallbackWorker]:
     relay: Relay = await relay_factory(integrations=(monitor(url),), **settings)
-    worker: CallbackWorker = relay.ctx.extras["callbacks"]
+    worker: CallbackWorker = relay.callbacks
     worker.base_delay = 0.05  # retries in tens of milliseconds, not seconds
     return relay, worker
 

@@ -9,14 +9,14 @@ from aiohttp import web
 
 from relayd.config.settings import Integration
 from relayd.daemon.context import Context
-from relayd.daemon.tasks_service import SlidingWindowLimiter, retry_after_header
 from relayd.domain.models import iso
 from relayd.domain.targets import TargetError, parse_target
 from relayd.domain.tasks import IngressEvent
 from relayd.errors import ApiError, forbidden, invalid
 from relayd.http.auth import Principal, check_allow_lists, principal_of, requires
-from relayd.http.keys import context_of
+from relayd.http.keys import INGRESS_LIMITER, context_of
 from relayd.http.parsing import Body, idempotency_key, read_json
+from relayd.http.ratelimit import retry_after_header
 from relayd.http.responses import ok
 
 INGRESS_SCOPES = ("tasks:create", "events:create", "tasks:write")
@@ -32,7 +32,7 @@ async def post_event(request: web.Request) -> web.Response:
     principal = principal_of(request)
     integration = principal.integration  # identified against the live settings
     if integration is not None:
-        _rate_limit(ctx, integration.name)
+        _rate_limit(request, ctx, integration.name)
     body = await read_json(request)
     event = parse_event(body, request, ctx, principal, integration)
     if integration is not None:
@@ -44,9 +44,8 @@ async def post_event(request: web.Request) -> web.Response:
     return ok(payload, 201 if result.outcome == "created" and not result.replayed else 200)
 
 
-def _rate_limit(ctx: Context, name: str) -> None:
-    limiter = ctx.extras.setdefault("integration_limiter", SlidingWindowLimiter())
-    wait = limiter.admit(name, ctx.settings.integration_rate_limit_per_minute)
+def _rate_limit(request: web.Request, ctx: Context, name: str) -> None:
+    wait = request.app[INGRESS_LIMITER].admit(name, ctx.settings.integration_rate_limit_per_minute)
     if wait is not None:
         raise ApiError(
             429,

@@ -37,7 +37,7 @@ def draft_from(body: Body, key: str | None, max_body_bytes: int,
     sender = body.required_text("from", max_len=128)
     to = body.required_text("to", max_len=256)
     try:
-        parse_target(to)
+        target = parse_target(to)
     except TargetError as exc:
         raise invalid(str(exc)) from None
     text = body.text_up_to_bytes("body", max_body_bytes, required=True)
@@ -53,6 +53,7 @@ def draft_from(body: Body, key: str | None, max_body_bytes: int,
         meta=body.obj("meta") or {},
         idempotency_key=key,
         sent_by=sent_by,
+        target=target,
     )
 
 
@@ -82,9 +83,9 @@ def sent(result: SendResult) -> web.Response:
     """201 with the message and its recipients (200 for an Idempotency-Key replay), reusing
     the JSON the store already encoded for the message.new event when there is one."""
     status = 201 if result.created else 200
-    if result.payload_json is not None:
-        return web.Response(status=status, text=result.payload_json,
-                            content_type="application/json")
+    if result.message_json is not None and result.recipients_json is not None:
+        text = f'{result.message_json[:-1]},"recipients":{result.recipients_json}}}'
+        return web.Response(status=status, text=text, content_type="application/json")
     return ok(result.payload(), status)
 
 

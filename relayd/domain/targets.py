@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from relayd.domain.models import Agent
 
@@ -42,7 +43,10 @@ class TargetError(ValueError):
     pass
 
 
+@lru_cache(maxsize=4096)
 def parse_target(to: str) -> Target:
+    """The target `to` names (TargetError if none). Cached: a send's target is read by the
+    handler and again by storage, and senders repeat a few targets (a Target is frozen)."""
     if to == "broadcast":
         return Target("broadcast", "")
     prefix, sep, rest = to.partition(":")

@@ -54,6 +54,8 @@ wrk.headers["Content-Type"] = "application/json"
 class Phase:
     wall: float  # requests per second
     per_cpu: float  # requests per CPU-second of the server
+    loop_us: float = 0.0  # CPU microseconds per request on the main (event-loop) thread
+    other_us: float = 0.0  # on every other thread (relayd: the SQLite writer and reader)
 
 
 @dataclass
@@ -105,9 +107,17 @@ def recording_cost_us(batch: int = 32, n: int = 200_000) -> float:
     return 1e6 * (time.process_time() - started) / n
 
 
-def cpu_seconds(server: Server) -> float:
-    times = psutil.Process(server.proc.pid).cpu_times()
-    return float(times.user + times.system)
+def thread_cpu(server: Server) -> tuple[float, float]:
+    """CPU seconds (user + system) of the server's main thread and of all its others."""
+    process = psutil.Process(server.proc.pid)
+    main = other = 0.0
+    for thread in process.threads():
+        used = thread.user_time + thread.system_time
+        if thread.id == process.pid:
+            main += used
+        else:
+            other += used
+    return main, other
 
 
 def wrk(server: Server, path: str, seconds: int, connections: int, tmp: Path,
@@ -117,16 +127,28 @@ def wrk(server: Server, path: str, seconds: int, connections: int, tmp: Path,
         script = tmp / "post.lua"
         script.write_text(POST_LUA)
         cmd += ["-s", str(script)]
-    before = cpu_seconds(server)
+    main_before, other_before = thread_cpu(server)
     out = subprocess.run([*cmd, f"{server.url}{path}"], capture_output=True, text=True,
                          timeout=seconds + 30).stdout
-    used = cpu_seconds(server) - before
+    main_after, other_after = thread_cpu(server)
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if found is None or total is None or errors is not None:
         raise RuntimeError(f"wrk against {server.kind} {path} failed or saw errors:\n{out}")
-    return Phase(float(found.group(1)), int(total.group(1)) / max(used, 1e-9))
+    requests = int(total.group(1))
+    main_used, other_used = main_after - main_before, other_after - other_before
+    return Phase(float(found.group(1)), requests / max(main_used + other_used, 1e-9),
+                 1e6 * main_used / requests, 1e6 * other_used / requests)
+
+
+def cpu_split(runs: dict[str, list[Phase]]) -> str:
+    """Where each server's CPU per request went (medians): main thread + other threads."""
+    return "; ".join(
+        f"{name} {median([p.loop_us for p in phases]):.0f} + "
+        f"{median([p.other_us for p in phases]):.0f} us"
+        for name, phases in runs.items()
+    )
 
 
 def report(name: str, runs: dict[str, list[Phase]], base: str, target: str,
@@ -189,6 +211,7 @@ def phase_sends(args: argparse.Namespace, servers: dict[str, Server], tmp: Path)
             sends[name].append(wrk(servers[name], "/api/messages", args.seconds, 64, tmp,
                                    post=True))
     report("durable send c=64", sends, "bare", ">= 0.6")
+    print(f"  CPU per send, main thread + other threads: {cpu_split(sends)}", flush=True)
     if "bun" in servers:
         report("durable send c=64", sends, "bun", ">= 4.0", per_cpu=False)
     per_send_us = 1e6 / median([p.per_cpu for p in sends["relayd"]])
@@ -210,6 +233,7 @@ async def phase_polls(args: argparse.Namespace, servers: dict[str, Server], tmp:
             server = servers["bare" if name == "bare GET" else name]
             polls[name].append(wrk(server, path, args.seconds, 16, tmp, post=False))
     report("inbox poll ?for=sink&since=<cursor> c=16", polls, "bare GET", ">= 0.5")
+    print(f"  CPU per poll, main thread + other threads: {cpu_split(polls)}", flush=True)
 
 
 async def phase_sse(args: argparse.Namespace, servers: dict[str, Server]) -> None:

@@ -384,3 +384,18 @@ def test_every_package_ships_in_the_wheel() -> None:
     }
     missing = sorted(packages - listed)
     assert not missing, f"add these to [tool.setuptools] packages in pyproject.toml: {missing}"
+
+
+def test_layer_exceptions_are_still_needed() -> None:
+    edges, _ = graph()
+    stale = sorted(
+        f"{prefix} -> {target}"
+        for prefix, allowed in LAYER_EXCEPTIONS.items()
+        for target in allowed
+        if not any(
+            target in targets
+            for name, targets in edges.items()
+            if name == prefix or name.startswith(prefix + ".")
+        )
+    )
+    assert not stale, f"these imports are gone: remove them from LAYER_EXCEPTIONS: {stale}"

@@ -63,6 +63,9 @@ class CallbackWorker:
         self.poll_interval = 2.0  # a safety net: commits and finished attempts wake us
         self._kick = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}  # task id -> its delivery
+        # deliveries that ended since the last due read began: that read may still show them
+        # pending (it can start before their outcome commits), so they are not sent again
+        self._ended: set[int] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._subscription: Subscription | None = None
@@ -126,9 +129,12 @@ class CallbackWorker:
         room = self.concurrency - len(self._in_flight)
         if room <= 0:
             return
+        self._ended.clear()
         due = await self.ctx.store.due_callbacks(now_ms(), room + len(self._in_flight))
         for delivery in due:
-            if delivery.task_id in self._in_flight or len(self._in_flight) >= self.concurrency:
+            if delivery.id in self._ended or delivery.task_id in self._in_flight:
+                continue
+            if len(self._in_flight) >= self.concurrency:
                 continue
             task = asyncio.create_task(self._deliver(delivery), name="callback-delivery")
             self._in_flight[delivery.task_id] = task
@@ -151,6 +157,7 @@ class CallbackWorker:
             log.warning("callbacks: delivery %s not recorded: %s", delivery.delivery_id, exc)
         finally:
             self._in_flight.pop(delivery.task_id, None)
+            self._ended.add(delivery.id)
             self._kick.set()
 
     async def _attempt(self, delivery: Delivery) -> None:

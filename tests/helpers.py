@@ -59,11 +59,12 @@ class RelaydProcess:
 
     def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr_lines.append(line)
-            match = SERVING_RE.search(line)
-            if match and self.url is None:
-                self.url = match.group(1)
+        with self.proc.stderr:  # closed at EOF: the child has exited
+            for line in self.proc.stderr:
+                self.stderr_lines.append(line)
+                match = SERVING_RE.search(line)
+                if match and self.url is None:
+                    self.url = match.group(1)
 
     def wait_serving(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -77,6 +78,16 @@ class RelaydProcess:
     @property
     def stderr(self) -> str:
         return "".join(self.stderr_lines)
+
+    def logged(self, fragment: str, timeout: float = 5.0) -> bool:
+        """Whether relayd's stderr shows `fragment` within `timeout`: the line may still be in
+        the pipe when the HTTP answer it goes with has arrived."""
+        deadline = time.monotonic() + timeout
+        while fragment not in self.stderr:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     @property
     def api(self) -> str:

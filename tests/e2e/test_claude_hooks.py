@@ -201,6 +201,7 @@ def test_every_hook_survives_a_relay_that_is_down_or_failing(
     finally:
         if server is not None:
             server.shutdown()
+            server.server_close()
 
 
 def test_bad_input_and_unknown_events_do_nothing_and_exit_0(

@@ -35,13 +35,15 @@ class MonitorProcess:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append((time.monotonic(), line.rstrip("\n")))
+        with self.proc.stdout:  # closed at EOF: the monitor has exited
+            for line in self.proc.stdout:
+                self.lines.append((time.monotonic(), line.rstrip("\n")))
 
     def _read_err(self) -> None:
         assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.errors.append(line)
+        with self.proc.stderr:
+            for line in self.proc.stderr:
+                self.errors.append(line)
 
     def ids(self) -> list[int]:
         found = []

@@ -60,11 +60,12 @@ class Launched:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            key, _, value = line.strip().partition(": ")
-            if value:
-                self.info.setdefault(key, value)
+        with self.proc.stdout:  # closed at EOF: the child has exited
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                key, _, value = line.strip().partition(": ")
+                if value:
+                    self.info.setdefault(key, value)
 
     async def wait_info(self, key: str, timeout: float = 30) -> str:
         async def check() -> str | None:

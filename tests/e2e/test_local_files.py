@@ -165,7 +165,7 @@ def test_a_deleted_database_refuses_writes_and_loses_no_acknowledged_message(
     for _ in range(5):
         _assert_refusing(proc, "deleted")
     assert call(f"{proc.api}/agents", "POST", {"id": "carol"})[0] == 503
-    assert "refusing writes" in proc.stderr
+    assert proc.logged("refusing writes"), proc.stderr
     # What the orphaned inode holds (database + its WAL, copied while relayd still has them)
     snapshot = tmp_path / "snapshot.db"
     shutil.copyfile(keep, snapshot)

@@ -183,8 +183,9 @@ class LineReader:
         threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
 
     def _pump(self, stream: Any) -> None:
-        for line in stream:
-            self.lines.put(line)
+        with stream:  # closed at EOF: the child has exited
+            for line in stream:
+                self.lines.put(line)
 
     def wait_for(self, fragment: str, timeout: float = 10) -> str:
         deadline = time.monotonic() + timeout

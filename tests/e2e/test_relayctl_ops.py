@@ -260,19 +260,19 @@ def test_logs_from_the_running_daemon_and_follow(
     assert recent.returncode == 0, recent.stderr
     assert "serving on" in recent.stdout
     assert len(relayctl(ctl_env, "logs", "-n", "1").stdout.strip().splitlines()) == 1
-    follower = subprocess.Popen(
+    with subprocess.Popen(  # leaving the block closes its pipes
         [RELAYCTL, "logs", "-f", "-n", "0"], env=ctl_env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        assert _wait_until(lambda: "control socket" in relayctl(ctl_env, "logs").stdout)
-        threading.Timer(0.5, relayd.signal, args=(signal.SIGHUP,)).start()
-        assert follower.stdout is not None
-        line = follower.stdout.readline()
-        assert "reloaded settings" in line
-    finally:
-        follower.terminate()
-        follower.wait(10)
+    ) as follower:
+        try:
+            assert _wait_until(lambda: "control socket" in relayctl(ctl_env, "logs").stdout)
+            threading.Timer(0.5, relayd.signal, args=(signal.SIGHUP,)).start()
+            assert follower.stdout is not None
+            line = follower.stdout.readline()
+            assert "reloaded settings" in line
+        finally:
+            follower.terminate()
+            follower.wait(10)
 
 
 def _wait_until(check: Callable[[], bool]) -> bool:

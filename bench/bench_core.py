@@ -46,14 +46,14 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, kind: str, tmp: Path) -> None:
+    def __init__(self, kind: str, tmp: Path, extra_env: dict[str, str] | None = None) -> None:
         self.kind = kind
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PORT": str(self.port), "DB_PATH": str(tmp / f"{kind}.db"),
                "AGENT_RELAY_SOCKET": str(tmp / f"{kind}.sock"),
                "AGENT_RELAY_CONFIG": str(tmp / "empty.toml"), "AGENT_RELAY_LOG_LEVEL": "warning",
-               "AGENT_RELAY_SSE_QUEUE_SIZE": "5000"}
+               "AGENT_RELAY_SSE_QUEUE_SIZE": "5000", **(extra_env or {})}
         (tmp / "empty.toml").write_text("")
         if kind == "relayd":
             cmd = [sys.executable, "-m", "relayd.main"]

@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "daemon",
     "logs",
     "backup",
+    "migrate_db",
     "upgrade",
     "provider",
     "messaging",

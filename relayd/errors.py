@@ -57,3 +57,7 @@ def unavailable(message: str) -> ApiError:
 
 class StartupError(RuntimeError):
     """The daemon cannot start; the message says why and what to do."""
+
+
+class DatabaseUnreachable(StartupError):
+    """The PostgreSQL server named by DB_URL does not answer."""

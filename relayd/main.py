@@ -25,7 +25,7 @@ from relayd.daemon.process_limits import (
     raise_open_file_limit,
 )
 from relayd.daemon.relay import Relay
-from relayd.errors import StartupError
+from relayd.errors import DatabaseUnreachable, StartupError
 
 log = logging.getLogger("relayd")
 
@@ -35,6 +35,7 @@ class ExitCode(enum.IntEnum):
     FAILURE = 1
     CONFIG = 2  # bad flags or settings
     STARTUP = 3  # could not start: port taken, already running, storage unusable
+    DATABASE_UNREACHABLE = 4  # DB_URL names a PostgreSQL server that does not answer
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -44,6 +45,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; env HOST)")
     parser.add_argument("--port", type=int, help="TCP port (default 4850; 0 picks one; env PORT)")
     parser.add_argument("--db", dest="db_path", help="SQLite database file (env DB_PATH)")
+    parser.add_argument(
+        "--db-url", dest="db_url", help="postgresql://… URL: use PostgreSQL (env DB_URL)"
+    )
     parser.add_argument("--config", help="TOML config file (env AGENT_RELAY_CONFIG)")
     parser.add_argument(
         "--socket", dest="socket_path", help="control socket path (env AGENT_RELAY_SOCKET)"
@@ -60,6 +64,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
         "host": args.host,
         "port": args.port,
         "db_path": args.db_path,
+        "db_url": args.db_url,
         "socket_path": args.socket_path,
         "log_level": args.log_level,
     }
@@ -177,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         relay = Relay(settings)
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(serve(relay, args))
+    except DatabaseUnreachable as exc:
+        print(f"relayd: {exc}", file=sys.stderr)
+        return ExitCode.DATABASE_UNREACHABLE
     except StartupError as exc:
         print(f"relayd: {exc}", file=sys.stderr)
         return ExitCode.STARTUP

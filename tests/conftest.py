@@ -28,10 +28,20 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-async def relay_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+def relay_db_url() -> str | None:
+    """The DB_URL of in-process relays: None is SQLite (tests/api/conftest.py adds PostgreSQL)."""
+    return None
+
+
+@pytest.fixture
+async def relay_factory(
+    tmp_path: Path, relay_db_url: str | None
+) -> AsyncIterator[Callable[..., Any]]:
     started: list[Relay] = []
 
     async def start(**overrides: Any) -> Relay:
+        if relay_db_url is not None:
+            overrides.setdefault("db_url", relay_db_url)
         relay = Relay(make_settings(tmp_path, **overrides))
         await relay.start()
         started.append(relay)

@@ -83,17 +83,28 @@ def describe(status: dict[str, Any]) -> str:
         f"  agents     {agents.get('total', 0)} ({agents.get('online', 0)} online)",
         f"  messages   {messages.get('total', 0)} ({messages.get('unread', 0)} unread)",
         f"  streams    {status.get('connections', {}).get('sse', 0)} SSE connections",
-        f"  database   {status.get('database', {}).get('path')} "
-        f"({_size(status.get('database', {}).get('sizeBytes', 0))})",
+        _database_line(status.get("database") or {}),
         f"  memory     {_size(status.get('memory', {}).get('rssBytes', 0))} RSS",
         f"  socket     {status.get('socket')}",
     ]
+    replica = status.get("replica") or {}
+    if replica.get("backend") not in (None, "sqlite"):
+        lines.append(f"  replica    {replica.get('id')} ({replica.get('backend')})")
     service = status.get("service") or {}
     if service.get("installed"):
         enabled = service.get("enabled")
         note = "" if enabled is None else (", enabled" if enabled else ", not enabled")
         lines.append(f"  service    {service.get('backend')}: {service.get('state')}{note}")
     return "\n".join(lines)
+
+
+def _database_line(database: dict[str, Any]) -> str:
+    backend = database.get("backend") or "sqlite"
+    where = database.get("path") if backend == "sqlite" else database.get("location")
+    size = database.get("sizeBytes")
+    shown = "" if size is None else f" ({_size(int(size))})"
+    suffix = "" if backend == "sqlite" else f" [{backend}]"
+    return f"  database   {where}{shown}{suffix}"
 
 
 def _duration(seconds: float) -> str:

@@ -219,6 +219,9 @@ class TelegramChannel:
         self.offset = int(await self.ctx.store.channel_state(NAME, OFFSET_KEY) or 0)
         failures = 0
         while True:
+            if not await self.ctx.store.hold_job_lock("telegram:poll"):
+                await asyncio.sleep(2.0)  # another replica polls (PostgreSQL); take over if it dies
+                continue
             try:
                 if self.bot_username is None:
                     me = await self._api.call("getMe", {})
@@ -400,8 +403,8 @@ class TelegramChannel:
     # ------------------------------------------------------------------ outbound
 
     async def _drain_outbox(self) -> None:
-        if self._api is None:
-            return
+        if self._api is None or not await self.ctx.store.hold_job_lock("telegram:outbox"):
+            return  # (with replicas on PostgreSQL, one posts to the chats)
         readers = [AGENT_ID, *await self._user_agents()]
         for reader in readers:
             while True:

@@ -71,6 +71,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 4850
     db_path: Path = field(default_factory=paths.default_db_path)
+    db_url: str | None = None  # postgresql://… puts the relay on PostgreSQL instead of db_path
     socket_path: Path = field(default_factory=paths.default_socket_path)
     control_transport: str = field(default_factory=default_control_transport)
     control_port: int = 0
@@ -313,6 +314,20 @@ def _optional_field(item: dict[str, Any], key: str, name: str) -> str | None:
     return value
 
 
+DB_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _db_url(value: Any) -> str | None:
+    """A PostgreSQL connection URL; empty means SQLite (db_path)."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if not value.strip():
+        return None
+    if not value.startswith(DB_URL_SCHEMES):
+        raise ValueError("must start with postgresql:// or postgres://")
+    return value
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
@@ -324,6 +339,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("host", _host, "HOST"),
     FieldSpec("port", _int(0, 65535), "PORT"),
     FieldSpec("db_path", _path, "DB_PATH"),
+    FieldSpec("db_url", _db_url, "DB_URL"),
     FieldSpec("socket_path", _path, "AGENT_RELAY_SOCKET"),
     FieldSpec("control_transport", _control_transport, "AGENT_RELAY_CONTROL_TRANSPORT"),
     FieldSpec("control_port", _int(0, 65535), "AGENT_RELAY_CONTROL_PORT"),

@@ -94,7 +94,15 @@ class ControlHandlers:
                 "control": {"transport": settings.control_transport, "address": self.where()},
                 "configPath": str(settings.config_path) if settings.config_path else None,
                 "logFile": str(settings.log_file) if settings.log_file else None,
-                "database": {"path": str(settings.db_path), "sizeBytes": ctx.store.file_size()},
+                "database": {
+                    "path": str(settings.db_path) if ctx.store.backend == "sqlite" else None,
+                    **ctx.store.describe(),
+                },
+                "replica": {
+                    "id": ctx.replica_id,
+                    "backend": ctx.store.backend,
+                    "jobs": ctx.store.held_jobs(),
+                },
                 "memory": {"rssBytes": psutil.Process().memory_info().rss},
                 "connections": {"sse": ctx.sse_connections},
                 "tokenRequired": settings.token is not None,

@@ -177,7 +177,7 @@ class ControlServer:
             "url": self.api.url,
             "host": self.api.address[0] if self.api.address else None,
             "port": self.api.address[1] if self.api.address else None,
-            "database": str(self.ctx.settings.db_path),
+            "database": self.ctx.store.location,
         }
         tmp = self.listen_file.with_name(f".{paths.LISTEN_FILENAME}.{os.getpid()}")
         with contextlib.suppress(FileNotFoundError):

@@ -129,6 +129,8 @@ class CallbackWorker:
         room = self.concurrency - len(self._in_flight)
         if room <= 0:
             return
+        if not await self.ctx.store.hold_job_lock("callbacks"):
+            return  # another replica delivers (PostgreSQL); we take over if it dies
         self._ended.clear()
         due = await self.ctx.store.due_callbacks(now_ms(), room + len(self._in_flight))
         for delivery in due:

@@ -8,6 +8,8 @@ something the context lacks gets it as an argument from the Relay, not through t
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -28,6 +30,8 @@ class Context:
     started_at: float = field(default_factory=time.time)
     sse_connections: int = 0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # names this process among the replicas of one relay (several relayd on one PostgreSQL)
+    replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     @property
     def uptime_seconds(self) -> float:

@@ -46,9 +46,14 @@ class Reaper:
 
     async def run_once(self, force_history: bool = False) -> dict[str, object]:
         results: dict[str, object] = {}
+        # With several replicas on one PostgreSQL, one replica at a time runs these (advisory
+        # lock); the others skip them. A forced run (control /v1/prune) runs here regardless.
+        store = self.ctx.store
         for name, job in self._jobs:
-            results[name] = await self._guarded(name, job)
-        if force_history or time.monotonic() - self._last_history >= HISTORY_EVERY_SECONDS:
+            if force_history or await store.hold_job_lock(f"reaper:{name}"):
+                results[name] = await self._guarded(name, job)
+        due = time.monotonic() - self._last_history >= HISTORY_EVERY_SECONDS
+        if force_history or (due and await store.hold_job_lock("reaper:history")):
             self._last_history = time.monotonic()
             results["history"] = await self._guarded("history", self.prune_history)
         return results

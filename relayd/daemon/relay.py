@@ -34,9 +34,10 @@ from relayd.daemon.jobs import Reaper
 from relayd.daemon.notify import Notifier
 from relayd.daemon.process_limits import unauthenticated_bind_warning
 from relayd.domain.models import Event
-from relayd.errors import StartupError
+from relayd.errors import DatabaseUnreachable, StartupError
 from relayd.http.listener import HttpListener
 from relayd.storage import open_store
+from relayd.storage.base import StoreUnreachable
 
 log = logging.getLogger("relayd")
 
@@ -109,6 +110,8 @@ class Relay:
         warning = unauthenticated_bind_warning(self.settings)
         if warning is not None:
             log.warning(warning)
+        if self.ctx.store.backend != "sqlite":
+            log.info("replica %s on %s", self.ctx.replica_id, self.ctx.store.backend)
         self.notifier.start(self.status_line())
 
     async def stop(self) -> None:
@@ -133,10 +136,16 @@ class Relay:
         self.ctx.metrics.sse_connections = lambda: self.ctx.sse_connections
         try:
             await self.ctx.store.open(self._publish)
+        except StoreUnreachable as exc:
+            await self.ctx.store.close()
+            raise DatabaseUnreachable(
+                f"cannot reach the database {self.ctx.store.location}: {exc}"
+                " (is PostgreSQL running and DB_URL right?)"
+            ) from None
         except (OSError, sqlite3.Error) as exc:
             await self.ctx.store.close()
             raise StartupError(
-                f"cannot open the database {self.settings.db_path}: {exc}"
+                f"cannot open the database {self.ctx.store.location}: {exc}"
                 " (check that its directory exists and is writable, or choose another with --db)"
             ) from None
 
@@ -197,8 +206,8 @@ class Relay:
         """Take reloadable settings live (SIGHUP / control reload); returns what changed."""
         old = self.ctx.settings
         fixed = (
-            "host", "port", "db_path", "socket_path", "control_transport", "control_port",
-            "telegram_bot_token", "telegram_chat_ids", "telegram_api_url",
+            "host", "port", "db_path", "db_url", "socket_path", "control_transport",
+            "control_port", "telegram_bot_token", "telegram_chat_ids", "telegram_api_url",
         )
         changed = [
             name

@@ -31,6 +31,15 @@ async def collect_stats(ctx: Context) -> dict[str, Any]:
         "tasks": tasks,
         "pairs": await store.pair_counts(),
         "sse": {"connections": ctx.sse_connections, "subscribers": ctx.bus.subscriber_count},
-        "storage": {"commits": store.commits, "writes": store.committed_writes},
+        "storage": {
+            "backend": store.backend,
+            "commits": store.commits,
+            "writes": store.committed_writes,
+        },
+        "replica": {
+            "id": ctx.replica_id,
+            "backend": store.backend,
+            "jobs": store.held_jobs(),  # once-only jobs this replica runs now
+        },
         "messageRate": await message_rate(ctx),
     }

@@ -7,7 +7,11 @@ from relayd.storage.base import Store
 
 
 def open_store(settings: Settings) -> Store:
-    """The backend `settings` name (SQLite at db_path; PostgreSQL comes with issue 11)."""
+    """The backend `settings` name: PostgreSQL for a db_url, else the SQLite file db_path."""
+    if settings.db_url:
+        from relayd.storage.postgres import PostgresStore  # asyncpg loads only when used
+
+        return PostgresStore(settings.db_url)
     from relayd.storage.sqlite import SQLiteStore
 
     return SQLiteStore(settings.db_path)

@@ -105,6 +105,10 @@ class InboxPage:
     latest_id: int
 
 
+class StoreUnreachable(OSError):
+    """open(): the database server does not answer (PostgreSQL down, wrong host or port)."""
+
+
 class Store(abc.ABC):
     """Storage for one relay. Methods raise relayd.errors.ApiError for client mistakes."""
 
@@ -123,6 +127,14 @@ class Store(abc.ABC):
 
     # called with the number of writes after each group commit (for /metrics)
     on_commit: Callable[[int], None] | None = None
+
+    def held_jobs(self) -> list[str]:
+        """The once-only jobs this process holds (for status)."""
+        return []
+
+    def describe(self) -> dict[str, Any]:
+        """What `relayctl status` shows about the storage (never a password)."""
+        return {"backend": self.backend, "location": self.location, "sizeBytes": self.file_size()}
 
     @abc.abstractmethod
     async def open(self, sink: EventSink) -> None: ...
@@ -268,6 +280,13 @@ class Store(abc.ABC):
     @property
     @abc.abstractmethod
     def location(self) -> str: ...
+
+    # for storage-level tests and tools: run `op(tx)` on a read or write transaction
+    @abc.abstractmethod
+    async def run_read(self, op: Callable[[Any], Any]) -> Any: ...
+
+    @abc.abstractmethod
+    async def run_write(self, op: Callable[[Any], Any]) -> Any: ...
 
     # ---- tasks, integrations, callbacks (storage/sql_tasks.py, sql_callbacks.py) ------------
     @abc.abstractmethod

@@ -30,7 +30,7 @@ def enqueue(tx: Tx, task: Task, event: str) -> str:
     return delivery_id
 
 
-def _row_to_delivery(row: sqlite3.Row) -> Delivery:
+def row_to_delivery(row: sqlite3.Row) -> Delivery:
     return Delivery(
         id=row["id"],
         delivery_id=row["delivery_id"],
@@ -54,7 +54,7 @@ def due(tx: Tx, now: int, limit: int) -> list[Delivery]:
         f"{_HEADS} WHERE o.next_attempt_at <= ? ORDER BY o.next_attempt_at, o.id LIMIT ?",
         (now, limit),
     )
-    return [_row_to_delivery(r) for r in rows]
+    return [row_to_delivery(r) for r in rows]
 
 
 def next_due_at(tx: Tx, after: int) -> int | None:
@@ -128,11 +128,11 @@ def _note(tx: Tx, integration: str, status: str, error: str | None, counter: str
         f"""INSERT INTO integrations_seen (name, first_event_at, last_event_at, {counter},
                 last_callback_status, last_callback_at, last_callback_error)
             VALUES (?, ?, ?, 1, ?, ?, ?)
-            ON CONFLICT(name) DO UPDATE SET {counter} = {counter} + 1,
+            ON CONFLICT(name) DO UPDATE SET {counter} = integrations_seen.{counter} + 1,
                 last_callback_status = excluded.last_callback_status,
                 last_callback_at = excluded.last_callback_at,
                 last_callback_error = COALESCE(excluded.last_callback_error,
-                                               last_callback_error)""",
+                                               integrations_seen.last_callback_error)""",
         (integration, tx.now, tx.now, status, tx.now, error),
     )
 

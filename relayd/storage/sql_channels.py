@@ -26,8 +26,10 @@ def set_state(tx: Tx, channel: str, key: str, value: str) -> None:
 
 def link(tx: Tx, channel: str, item: ChannelLink) -> None:
     tx.run(
-        "INSERT OR REPLACE INTO channel_links"
-        " (channel, chat, external_id, message_id, part, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO channel_links"
+        " (channel, chat, external_id, message_id, part, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (channel, chat, external_id) DO UPDATE SET message_id = excluded.message_id,"
+        " part = excluded.part, created_at = excluded.created_at",
         (channel, item.chat, item.external_id, item.message_id, item.part, tx.now),
     )
 

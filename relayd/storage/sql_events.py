@@ -6,9 +6,9 @@ import sqlite3
 from collections.abc import Collection
 from typing import Any
 
-from relayd.domain.models import Event
+from relayd.domain.models import Event, Recipients
 from relayd.storage.sql_fanout import AUDIENCE_MEMBER_SQL, DELIVERY_ROW_SQL
-from relayd.storage.sqlite_tx import Tx, loads
+from relayd.storage.sqlite_tx import Tx, loads, placeholders
 
 
 def row_to_event(row: sqlite3.Row, reader: str | None = None) -> Event:
@@ -31,12 +31,13 @@ def row_to_event(row: sqlite3.Row, reader: str | None = None) -> Event:
     )
 
 
-# Whether reader :agent sees event e: everyone's events, events listing it, and events of a
-# message it receives (message.new: as sent; later events: its recipients now).
-VISIBLE_SQL = f"""(
+def visible_sql(tx: Tx) -> str:
+    """Whether reader :agent sees event e: everyone's events, events listing it, and events
+    of a message it receives (message.new: as sent; later events: its recipients now)."""
+    return f"""(
     (e.audience IS NULL AND e.audience_message IS NULL)
     OR (e.audience IS NOT NULL AND EXISTS
-        (SELECT 1 FROM json_each(e.audience) j WHERE j.value = :agent))
+        (SELECT 1 FROM {tx.json_values("e.audience", "j")} WHERE j.value = :agent))
     OR (e.audience_message IS NOT NULL AND EXISTS (
         SELECT 1 FROM messages m WHERE m.id = e.audience_message AND (
             {AUDIENCE_MEMBER_SQL}
@@ -51,25 +52,55 @@ def after(
     reaches that size (at least one event), so a page of big events stays small in memory;
     with `reader`, only those it sees."""
     if reader is None:
-        cursor = tx.run(
+        rows = tx.rows(
             "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
         )
     else:
-        cursor = tx.run(
-            f"SELECT e.* FROM events e WHERE e.id > :after AND {VISIBLE_SQL}"
+        rows = tx.rows(
+            f"SELECT e.* FROM events e WHERE e.id > :after AND {visible_sql(tx)}"
             " ORDER BY e.id LIMIT :limit",
             {"after": after_id, "limit": limit, "agent": reader},
         )
     events: list[Event] = []
     size = 0
-    try:
-        for row in cursor:  # row by row: what is past the budget is never fetched
-            events.append(row_to_event(row, reader))
-            size += len(row["data"])
-            if max_bytes is not None and size >= max_bytes:
-                break
-    finally:
-        cursor.close()
+    for row in rows:  # row by row: what is past the budget is never fetched
+        events.append(row_to_event(row, reader))
+        size += len(row["data"])
+        if max_bytes is not None and size >= max_bytes:
+            break
+    return events
+
+
+def with_live_audiences(tx: Tx, events: list[Event]) -> list[Event]:
+    """Events read back from the log, each given what Tx.emit gives the events it records
+    (PostgreSQL replicas publish the log, not their own writes): an event of a message sees
+    that message's recipients, the lookup live ``?for=`` readers are checked against."""
+    ids = sorted({e.of_message for e in events if e.of_message is not None})
+    if not ids:
+        return events
+    marks = placeholders(len(ids))
+    messages = {
+        r["id"]: (r["sender"], r["audience_id"])
+        for r in tx.all(f"SELECT id, sender, audience_id FROM messages WHERE id IN ({marks})", ids)
+    }
+    rows: dict[int, set[str]] = {}
+    for r in tx.all(
+        f"SELECT message_id, agent_id FROM deliveries WHERE message_id IN ({marks})", ids
+    ):
+        rows.setdefault(r["message_id"], set()).add(r["agent_id"])
+    for event in events:
+        if event.of_message is None:
+            continue
+        message_id, event.of_message = event.of_message, None
+        listed = set(event.audience or ())
+        sender, audience_id = messages.get(message_id, ("", None))
+        if event.type != "message.new" or audience_id is None:  # as visible_sql decides
+            listed |= rows.get(message_id, set())
+        if audience_id is None:
+            event.audience = frozenset(listed)
+        else:
+            members = tx.fanout.get(tx, audience_id).lookup
+            event.audience = Recipients(members, sender, frozenset(listed))
     return events
 
 

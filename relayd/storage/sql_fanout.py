@@ -120,7 +120,7 @@ class FanoutCache:
             found = int(cursor.lastrowid or 0)
             tx.run(
                 "INSERT INTO audience_members (agent_id, audience_id)"
-                " SELECT value, ? FROM json_each(?)",
+                f" SELECT j.value, CAST(? AS INTEGER) FROM {tx.json_values('?', 'j')}",
                 (found, text),
             )
             self.uncommitted = True
@@ -211,5 +211,7 @@ def prune_unused(tx: Tx) -> int:
         tx.run(f"DELETE FROM audience_members WHERE audience_id IN ({marks})", chunk)
         tx.run(f"DELETE FROM audiences WHERE id IN ({marks})", chunk)
     if doomed:
+        # other writers (replicas on one PostgreSQL) may hold them too: a new generation
+        tx.run("UPDATE fanout_state SET agents_generation = agents_generation + 1")
         tx.fanout.invalidate()
     return len(doomed)

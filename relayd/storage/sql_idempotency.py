@@ -48,8 +48,10 @@ def remember(
     tx: Tx, scope: str, sender: str, key: str, ref_id: int, print_: str | None = None
 ) -> None:
     tx.run(
-        "INSERT OR REPLACE INTO idempotency_keys"
-        " (scope, sender, key, ref_id, created_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO idempotency_keys (scope, sender, key, ref_id, created_at, fingerprint)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope, sender, key) DO UPDATE"
+        " SET ref_id = excluded.ref_id, created_at = excluded.created_at,"
+        " fingerprint = excluded.fingerprint",
         (scope, sender, key, ref_id, tx.now, print_),
     )
 

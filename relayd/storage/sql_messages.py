@@ -158,7 +158,7 @@ def send_many(tx: Tx, drafts: list[MessageDraft]) -> list[SendResult | Exception
             continue
         outcomes.append(None)  # filled in below, once the group is written
         planned.append((index, draft, plan))
-    first_id = latest_id(tx) + 1
+    first_id = tx.reserve_ids("messages", len(planned))
     messages = [
         _record(tx, first_id + n, draft, plan.thread_id, None)
         for n, (_, draft, plan) in enumerate(planned)
@@ -199,7 +199,10 @@ def _thread_of_parent(tx: Tx, reply_to: int | None) -> int | None:
 
 MESSAGE_COLUMNS = """INSERT INTO messages (id, sender, target, subject, body, channel, reply_to,
     thread_id, claimable, created_at, meta, task_id, sent_by, audience_id, audience_size)"""
-INSERT_MESSAGE = f"{MESSAGE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# A single insert lets the database choose the id (PostgreSQL refuses an explicit NULL).
+INSERT_MESSAGE = """INSERT INTO messages (sender, target, subject, body, channel, reply_to,
+    thread_id, claimable, created_at, meta, task_id, sent_by, audience_id, audience_size)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 
 
 def _row(
@@ -217,7 +220,7 @@ def _row(
 
 def _insert(tx: Tx, draft: MessageDraft, plan: _Plan, task_id: int | None) -> Message:
     """Store a message; a thread root keeps thread_id NULL and reads back as its own id."""
-    cursor = tx.run(INSERT_MESSAGE, _row(tx, None, draft, plan, task_id))
+    cursor = tx.run(INSERT_MESSAGE, _row(tx, None, draft, plan, task_id)[1:])
     return _record(tx, int(cursor.lastrowid or 0), draft, plan.thread_id, task_id)
 
 
@@ -324,10 +327,18 @@ def claim(tx: Tx, message_id: int, agent_id: str) -> Message:
             f"message {message_id} is already claimed by '{message.claimed_by}'",
             claimedBy=message.claimed_by,
         )
-    tx.run(
-        "UPDATE messages SET claimed_by = ?, claimed_at = ? WHERE id = ? AND claimed_by IS NULL",
+    won = tx.one(  # one statement decides: the row changes only while nobody holds it
+        "UPDATE messages SET claimed_by = ?, claimed_at = ? WHERE id = ? AND claimed_by IS NULL"
+        " RETURNING claimed_by",
         (agent_id, tx.now, message_id),
     )
+    if won is None:
+        holder = tx.scalar("SELECT claimed_by FROM messages WHERE id = ?", (message_id,))
+        raise conflict(
+            "already_claimed",
+            f"message {message_id} is already claimed by '{holder}'",
+            claimedBy=holder,
+        )
     message.claimed_by, message.claimed_at = agent_id, tx.now
     if message.task_id is not None:  # the task's claim is this claim (one winner for both)
         from relayd.storage import sql_tasks  # late import: sql_tasks sends through us
@@ -364,7 +375,8 @@ def set_delivered(tx: Tx, message_id: int, agent_id: str, delivered: bool) -> Me
     tx.run(
         "INSERT INTO deliveries (agent_id, message_id, delivered_at) VALUES (?, ?, ?)"
         " ON CONFLICT (agent_id, message_id) DO UPDATE SET delivered_at ="
-        " CASE WHEN ? THEN COALESCE(delivered_at, excluded.delivered_at) ELSE NULL END",
+        " CASE WHEN ? = 1 THEN COALESCE(deliveries.delivered_at, excluded.delivered_at)"
+        " ELSE NULL END",
         (agent_id, message_id, tx.now if delivered else None, 1 if delivered else 0),
     )
     return _for_reader(tx, message_id, agent_id)

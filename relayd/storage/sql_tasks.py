@@ -172,8 +172,8 @@ def _replay(tx: Tx, source: str, key: str, print_: str) -> IngressResult | None:
     if task is None:
         return None
     outcome = tx.scalar(
-        "SELECT type FROM task_events WHERE task_id = ? AND json_extract(data, '$.idempotencyKey')"
-        " = ? ORDER BY id LIMIT 1",
+        "SELECT type FROM task_events WHERE task_id = ?"
+        f" AND {tx.json_text('data', 'idempotencyKey')} = ? ORDER BY id LIMIT 1",
         (task.id, key),
     )
     return IngressResult(task, str(outcome or "created"), replayed=True)
@@ -286,7 +286,8 @@ def _observe(tx: Tx, source: str, outcome: str) -> None:
         f"""INSERT INTO integrations_seen (name, first_event_at, last_event_at, events, {counter})
             VALUES (?, ?, ?, 1, 1)
             ON CONFLICT(name) DO UPDATE SET last_event_at = excluded.last_event_at,
-                events = events + 1, {counter} = {counter} + 1""",
+                events = integrations_seen.events + 1,
+                {counter} = integrations_seen.{counter} + 1""",
         (source, tx.now, tx.now),
     )
 

@@ -1,108 +1,44 @@
 """SQLite backend: one writer with group commit, one reader, WAL, numbered migrations.
 
-Writes queue up as plain functions; the writer task drains the queue, runs the whole batch in
-one ``BEGIN IMMEDIATE … COMMIT`` on the connection's thread (each operation in its own
-savepoint, so one failure does not sink its neighbours), and only then answers the callers and
-publishes their events in commit order. With ``synchronous=FULL`` a 201 means on disk.
+Writes queue up as plain functions; the writer task (relayd.storage.sql_store) drains the
+queue, runs the whole batch in one ``BEGIN IMMEDIATE … COMMIT`` on the connection's thread
+(each operation in its own savepoint, so one failure does not sink its neighbours), and only
+then answers the callers and publishes their events in commit order. With ``synchronous=FULL``
+a 201 means on disk.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
-from functools import partial
-from importlib import resources
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiosqlite
 
 from relayd import private_files
-from relayd.domain.models import Agent, Event, Message, Pair
-from relayd.domain.sessions import SessionGuard
-from relayd.domain.tasks import (
-    Delivery,
-    IngressEvent,
-    IngressResult,
-    StatusChange,
-    Task,
-    TaskEvent,
-    TaskQuery,
-)
-from relayd.errors import ApiError, unavailable
-from relayd.storage import (
-    sql_agents,
-    sql_callbacks,
-    sql_channels,
-    sql_dashboard,
-    sql_events,
-    sql_idempotency,
-    sql_messages,
-    sql_pairs,
-    sql_tasks,
-)
-from relayd.storage.base import (
-    AgentFilter,
-    ChannelLink,
-    EventSink,
-    InboxPage,
-    MessageDraft,
-    MessageQuery,
-    SendResult,
-    Store,
-)
+from relayd.errors import unavailable
+from relayd.storage.base import EventSink
 from relayd.storage.sql_fanout import FanoutCache
+from relayd.storage.sql_store import Op, Outcome, SqlStore, migration_files, run_batch
 from relayd.storage.sqlite_guard import DatabaseFileGuard
 from relayd.storage.sqlite_tx import Tx
 
 log = logging.getLogger("relayd.storage")
 T = TypeVar("T")
-Op = Callable[[Tx], Any]
-MAX_BATCH = 512
 
 
-class BulkOp:
-    """An operation that may run set-based with adjacent operations of the same kind.
+class SQLiteStore(SqlStore):
+    backend = "sqlite"
 
-    ``run_many(tx, items)`` answers one result or exception per item; should it fail as a
-    whole, the writer falls back to running each item's ``single`` operation on its own.
-    """
-
-    __slots__ = ("item", "run_many", "single")
-
-    def __init__(self, run_many: Callable[[Tx, list[Any]], list[Any]], item: Any, single: Op):
-        self.run_many = run_many
-        self.item = item
-        self.single = single
-
-    def __call__(self, tx: Tx) -> Any:
-        return self.single(tx)
-
-
-class _Write:
-    __slots__ = ("future", "op")
-
-    def __init__(self, op: Op, future: asyncio.Future[Any]) -> None:
-        self.op = op
-        self.future = future
-
-
-class SQLiteStore(Store):
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self.path = Path(path)
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
-        self._writer_task: asyncio.Task[None] | None = None
-        self._sink: EventSink = lambda events: None
-        self._closing = False
-        self.commits = 0
-        self.committed_writes = 0
         self.guard = DatabaseFileGuard(self.path)
         self._storage_problem: str | None = None
-        self._fanout = FanoutCache()  # resolved audiences; used on the writer's thread only
 
     @property
     def location(self) -> str:
@@ -118,7 +54,7 @@ class SQLiteStore(Store):
         self._reader = await self._connect()
         await self._reader.execute("PRAGMA query_only = ON")
         self.guard.arm()
-        self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+        self._start_writer()
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -135,11 +71,7 @@ class SQLiteStore(Store):
 
     async def close(self) -> None:
         """Finish queued writes, then close both connections (their threads block exit)."""
-        self._closing = True
-        if self._writer_task is not None:
-            self._queue.put_nowait(None)
-            await self._writer_task
-            self._writer_task = None
+        await self._stop_writer()
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()
@@ -179,33 +111,13 @@ class SQLiteStore(Store):
                 db.execute("ROLLBACK")
                 raise
 
-    # ------------------------------------------------------------------ writer
+    # ------------------------------------------------------------------ backend hooks
 
-    async def _write(self, op: Op) -> Any:
-        if self._closing or self._writer_task is None:
-            raise unavailable("the relay is shutting down")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Write(op, future))
-        return await future
-
-    async def _write_loop(self) -> None:
-        assert self._writer is not None
-        while True:
-            first = await self._queue.get()
-            batch: list[_Write] = []
-            stop = first is None
-            if first is not None:
-                batch.append(first)
-            while not stop and len(batch) < MAX_BATCH and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stop = True
-                else:
-                    batch.append(item)
-            if batch:
-                await self._commit_batch(batch)
-            if stop:
-                return
+    def _durability_problem(self, after_commit: bool) -> str | None:
+        # Storage honesty: never acknowledge a write into a file that is gone, replaced or
+        # read-only (it would not survive a restart). Checked before the commit, and after
+        # it for a file deleted or replaced while the commit ran.
+        return self._note_problem(self.guard.problem(after_commit=after_commit))
 
     @property
     def unhealthy_reason(self) -> str | None:
@@ -221,167 +133,19 @@ class SQLiteStore(Store):
             self._storage_problem = problem
         return problem
 
-    def _refuse(self, batch: list[_Write], problem: str) -> None:
-        for write in batch:
-            if not write.future.done():
-                write.future.set_exception(unavailable(f"storage is not durable: {problem}"))
-
-    async def _commit_batch(self, batch: list[_Write]) -> None:
-        assert self._writer is not None
-        # Storage honesty: never acknowledge a write into a file that is gone, replaced or
-        # read-only (it would not survive a restart). Checked before the commit, and after
-        # it for a file deleted or replaced while the commit ran.
-        problem = self._note_problem(self.guard.problem())
-        if problem is not None:
-            self._refuse(batch, problem)
-            return
-        try:
-            outcomes = await self._writer._execute(
-                _run_batch, self._writer._conn, [w.op for w in batch], self._fanout
-            )
-        except Exception as exc:  # the COMMIT itself failed: nothing of the batch is stored
-            log.error("commit failed: %s", exc)
-            for write in batch:
-                if not write.future.done():
-                    write.future.set_exception(unavailable(f"storage is not writable: {exc}"))
-            return
-        problem = self._note_problem(self.guard.problem(after_commit=True))
-        if problem is not None:
-            self._refuse(batch, problem)
-            return
-        self.commits += 1
-        self.committed_writes += len(batch)
-        if self.on_commit is not None:
-            self.on_commit(len(batch))
-        events = _settle(batch, outcomes)
-        if events:
-            self._sink(events)
+    async def _execute_batch(self, ops: list[Op]) -> list[Outcome]:
+        if self._writer is None:
+            raise unavailable("storage is closed")
+        outcomes: list[Outcome] = await self._writer._execute(
+            _run_batch, self._writer._conn, ops, self._fanout
+        )
+        return outcomes
 
     async def _read(self, op: Callable[[Tx], T]) -> T:
         if self._reader is None:
             raise unavailable("storage is closed")
         result: T = await self._reader._execute(_run_read, self._reader._conn, op)
         return result
-
-    async def run_write(self, op: Op) -> Any:
-        """For sibling modules (tasks, pairs, callbacks): run ``op(tx)`` in a group commit."""
-        return await self._write(op)
-
-    async def run_read(self, op: Callable[[Tx], T]) -> T:
-        return await self._read(op)
-
-    # ------------------------------------------------------------------ agents
-
-    async def register_agent(self, fields: dict[str, Any]) -> tuple[Agent, bool]:
-        result: tuple[Agent, bool] = await self._write(partial(sql_agents.register, fields=fields))
-        return result
-
-    async def get_agent(self, agent_id: str) -> Agent | None:
-        return await self._read(partial(sql_agents.get, agent_id=agent_id))
-
-    async def list_agents(self, flt: AgentFilter) -> list[Agent]:
-        return await self._read(partial(sql_agents.list_agents, flt=flt))
-
-    async def heartbeat(self, agent_id: str, status: str | None,
-                        guard: SessionGuard | None = None) -> Agent | None:
-        result: Agent | None = await self._write(
-            partial(sql_agents.heartbeat, agent_id=agent_id, status=status, guard=guard)
-        )
-        return result
-
-    async def update_agent(self, agent_id: str, changes: dict[str, Any],
-                           guard: SessionGuard | None = None) -> Agent | None:
-        result: Agent | None = await self._write(
-            partial(sql_agents.update, agent_id=agent_id, changes=changes, guard=guard)
-        )
-        return result
-
-    async def delete_agent(self, agent_id: str) -> bool:
-        return bool(await self._write(partial(sql_agents.delete, agent_id=agent_id)))
-
-    # ------------------------------------------------------------------ messages
-
-    async def send_message(self, draft: MessageDraft) -> SendResult:
-        single = partial(sql_messages.send, draft=draft)
-        op: Op = single if draft.idempotency_key else BulkOp(sql_messages.send_many, draft, single)
-        result: SendResult = await self._write(op)
-        return result
-
-    async def get_message(self, message_id: int) -> Message | None:
-        return await self._read(partial(sql_messages.get, message_id=message_id))
-
-    async def list_messages(self, query: MessageQuery) -> list[Message]:
-        return await self._read(partial(sql_messages.list_messages, query=query))
-
-    async def inbox(self, query: MessageQuery) -> InboxPage:
-        return await self._read(partial(sql_messages.inbox, query=query))
-
-    async def latest_message_id(self) -> int:
-        return await self._read(sql_messages.latest_id)
-
-    async def thread(self, message_id: int) -> list[Message] | None:
-        return await self._read(partial(sql_messages.thread, message_id=message_id))
-
-    async def claim_message(self, message_id: int, agent_id: str) -> Message:
-        result: Message = await self._write(
-            partial(sql_messages.claim, message_id=message_id, agent_id=agent_id)
-        )
-        return result
-
-    async def set_read(self, message_id: int, agent_id: str, read: bool) -> Message:
-        result: Message = await self._write(
-            partial(sql_messages.set_read, message_id=message_id, agent_id=agent_id, read=read)
-        )
-        return result
-
-    async def set_delivered(self, message_id: int, agent_id: str, delivered: bool) -> Message:
-        result: Message = await self._write(partial(
-            sql_messages.set_delivered, message_id=message_id, agent_id=agent_id,
-            delivered=delivered,
-        ))
-        return result
-
-    async def delete_message(self, message_id: int) -> bool:
-        return bool(await self._write(partial(sql_messages.delete, message_id=message_id)))
-
-    # ------------------------------------------------------------------ events
-
-    async def events_after(
-        self,
-        after_id: int,
-        limit: int,
-        max_bytes: int | None = None,
-        reader: str | None = None,
-    ) -> list[Event]:
-        return await self._read(partial(
-            sql_events.after, after_id=after_id, limit=limit, max_bytes=max_bytes, reader=reader
-        ))
-
-    async def latest_event_id(self) -> int:
-        return await self._read(sql_events.latest_id)
-
-    # ------------------------------------------------------------------ maintenance
-
-    async def mark_stale(self, last_seen_before_ms: int) -> list[Agent]:
-        result: list[Agent] = await self._write(
-            partial(sql_agents.mark_stale, last_seen_before_ms=last_seen_before_ms)
-        )
-        return result
-
-    async def prune_offline(self, offline_before_ms: int) -> list[str]:
-        result: list[str] = await self._write(
-            partial(sql_agents.prune_offline, offline_before_ms=offline_before_ms)
-        )
-        return result
-
-    async def prune_history(self, messages_before_ms: int, keep_events: int) -> dict[str, int]:
-        result: dict[str, int] = await self._write(
-            partial(_prune_history, messages_before_ms=messages_before_ms, keep=keep_events)
-        )
-        return result
-
-    async def stats(self) -> dict[str, Any]:
-        return await self._read(sql_events.stats)
 
     async def backup(self, destination: Path) -> int:
         """Online backup through SQLite's backup API; returns the copy's size in bytes."""
@@ -399,225 +163,28 @@ class SQLiteStore(Store):
                 total += candidate.stat().st_size
         return total
 
-    # ---- pairs (relayd/storage/sql_pairs.py) ------------------------------------------------
 
-    async def create_pair(
-        self, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None,
-        sent_by: str | None = None,
-    ) -> tuple[Pair, bool]:
-        result: tuple[Pair, bool] = await self._write(
-            partial(
-                sql_pairs.create,
-                initiator=initiator,
-                to=to,
-                objective=objective,
-                idempotency_key=idempotency_key,
-                sent_by=sent_by,
-            )
-        )
-        return result
-
-    async def get_pair(self, pair_id: int) -> Pair | None:
-        return await self._read(partial(sql_pairs.get, pair_id=pair_id))
-
-    async def list_pairs(
-        self, agent: str | None, statuses: Sequence[str] | None, limit: int
-    ) -> list[Pair]:
-        return await self._read(
-            partial(sql_pairs.list_pairs, agent=agent, statuses=statuses, limit=limit)
-        )
-
-    async def pair_action(self, pair_id: int, action: str, agent: str, reason: str | None) -> Pair:
-        result: Pair = await self._write(
-            partial(sql_pairs.act, pair_id=pair_id, action=action, agent=agent, reason=reason)
-        )
-        return result
-
-    async def send_pair_message(
-        self, pair_id: int, sender: str, body: str, idempotency_key: str | None,
-        sent_by: str | None = None,
-    ) -> SendResult:
-        result: SendResult = await self._write(
-            partial(
-                sql_pairs.send_message,
-                pair_id=pair_id,
-                sender=sender,
-                body=body,
-                idempotency_key=idempotency_key,
-                sent_by=sent_by,
-            )
-        )
-        return result
-
-    async def reap_pairs(self, pending_ttl_ms: int) -> dict[str, list[Pair]]:
-        result: dict[str, list[Pair]] = await self._write(
-            partial(sql_pairs.reap, pending_ttl_ms=pending_ttl_ms)
-        )
-        return result
-
-    async def pair_counts(self) -> dict[str, int]:
-        return await self._read(sql_pairs.counts)
-
-    # ---- end pairs ----------------------------------------------------------------------------
-
-    # ---- tasks, integrations, callbacks (sql_tasks.py, sql_callbacks.py) --------------------
-
-    async def ingest_event(self, event: IngressEvent) -> IngressResult:
-        result: IngressResult = await self._write(partial(sql_tasks.ingest, event=event))
-        return result
-
-    async def get_task(self, task_id: int) -> Task | None:
-        return await self._read(partial(sql_tasks.get, task_id=task_id))
-
-    async def list_tasks(self, query: TaskQuery) -> list[Task]:
-        return await self._read(partial(sql_tasks.list_tasks, query=query))
-
-    async def task_events(self, task_id: int) -> list[TaskEvent] | None:
-        return await self._read(partial(sql_tasks.events, task_id=task_id))
-
-    async def claim_task(self, task_id: int, agent_id: str) -> Task:
-        result: Task = await self._write(
-            partial(sql_tasks.claim, task_id=task_id, agent_id=agent_id)
-        )
-        return result
-
-    async def change_task_status(self, task_id: int, change: StatusChange) -> Task:
-        result: Task = await self._write(
-            partial(sql_tasks.change_status, task_id=task_id, change=change)
-        )
-        return result
-
-    async def expire_task_leases(self, silent_before_ms: int) -> list[Task]:
-        result: list[Task] = await self._write(
-            partial(sql_tasks.expire_leases, silent_before_ms=silent_before_ms)
-        )
-        return result
-
-    async def task_stats(self) -> dict[str, Any]:
-        return await self._read(sql_tasks.stats)
-
-    async def integrations_seen(self) -> dict[str, dict[str, Any]]:
-        return await self._read(sql_tasks.integrations_seen)
-
-    async def channel_usage(self) -> list[dict[str, Any]]:
-        return await self._read(sql_tasks.channel_usage)
-
-    async def due_callbacks(self, now_ms: int, limit: int) -> list[Delivery]:
-        return await self._read(partial(sql_callbacks.due, now=now_ms, limit=limit))
-
-    async def next_callback_due_at(self, after_ms: int) -> int | None:
-        return await self._read(partial(sql_callbacks.next_due_at, after=after_ms))
-
-    async def resume_callbacks(self) -> int:
-        return int(await self._write(sql_callbacks.resume))
-
-    async def callback_delivered(self, row_id: int, http_status: int) -> None:
-        await self._write(
-            partial(sql_callbacks.delivered, row_id=row_id, http_status=http_status)
-        )
-
-    async def callback_failed(
-        self, row_id: int, error: str, http_status: int | None, max_attempts: int, retry_at: int
-    ) -> str:
-        return str(
-            await self._write(
-                partial(
-                    sql_callbacks.failed,
-                    row_id=row_id,
-                    error=error,
-                    http_status=http_status,
-                    max_attempts=max_attempts,
-                    retry_at=retry_at,
-                )
-            )
-        )
-
-    async def callback_summary(self) -> dict[str, dict[str, Any]]:
-        return await self._read(sql_callbacks.summary)
-
-    # ---- end tasks ----------------------------------------------------------------------------
-
-    # ---- for people watching (sql_dashboard.py) ---------------------------------------------
-
-    async def message_deliveries(
-        self, message_ids: list[int]
-    ) -> dict[int, list[tuple[str, int | None]]]:
-        return await self._read(partial(sql_dashboard.deliveries, message_ids=message_ids))
-
-    async def message_rate(self, until_ms: int, bucket_ms: int, buckets: int) -> list[int]:
-        return await self._read(partial(
-            sql_dashboard.message_rate, until_ms=until_ms, bucket_ms=bucket_ms, buckets=buckets
-        ))
-
-    # ---- channels (sql_channels.py) ---------------------------------------------------------
-
-    async def channel_state(self, channel: str, key: str) -> str | None:
-        return await self._read(partial(sql_channels.get_state, channel=channel, key=key))
-
-    async def set_channel_state(self, channel: str, key: str, value: str) -> None:
-        await self._write(partial(sql_channels.set_state, channel=channel, key=key, value=value))
-
-    async def channel_receive(
-        self,
-        channel: str,
-        draft: MessageDraft,
-        links: list[tuple[str, str]],
-        state: dict[str, str],
-    ) -> SendResult:
-        result: SendResult = await self._write(
-            partial(sql_channels.receive, channel=channel, draft=draft, links=links, state=state)
-        )
-        return result
-
-    async def channel_link(self, channel: str, link: ChannelLink) -> None:
-        await self._write(partial(sql_channels.link, channel=channel, item=link))
-
-    async def channel_message_for(self, channel: str, chat: str, external_id: str) -> int | None:
-        return await self._read(
-            partial(sql_channels.find_message, channel=channel, chat=chat, external_id=external_id)
-        )
-
-    async def channel_links_of(
-        self, channel: str, message_id: int, chat: str
-    ) -> list[ChannelLink]:
-        return await self._read(
-            partial(sql_channels.links_of, channel=channel, message_id=message_id, chat=chat)
-        )
-
-    # ---- end channels -------------------------------------------------------------------------
 
 # ---------------------------------------------------------------------- thread-side helpers
 
 
-Outcome = tuple[Any, list[Event], Any]  # (result, events, error)
+class _SqliteBatch:
+    __slots__ = ("db",)
 
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
 
-def _settle(batch: list[_Write], outcomes: list[Outcome]) -> list[Event]:
-    """Answer each write of a committed batch; the events the batch produced, in order."""
-    events: list[Event] = []
-    for write, (result, op_events, error) in zip(batch, outcomes, strict=True):
-        events.extend(op_events)
-        if write.future.done():
-            continue
-        if error is not None:
-            write.future.set_exception(error)
-        else:
-            write.future.set_result(result)
-    return events
+    def execute(self, sql: str) -> None:
+        self.db.execute(sql)
+
+    def tx(self, fanout: FanoutCache) -> Tx:
+        return Tx(self.db, fanout=fanout)
 
 
 def _run_batch(db: sqlite3.Connection, ops: list[Op], fanout: FanoutCache) -> list[Outcome]:
-    outcomes: list[Outcome] = []
     db.execute("BEGIN IMMEDIATE")
     try:
-        start = 0
-        while start < len(ops):
-            end = _bulk_run_end(ops, start)
-            if end > start + 1:
-                outcomes.extend(_run_bulk(db, ops[start:end], fanout))  # type: ignore[arg-type]
-            else:
-                outcomes.append(_run_one(db, ops[start], fanout))
-            start = max(end, start + 1)
+        outcomes = run_batch(_SqliteBatch(db), ops, fanout)
         db.execute("COMMIT")
         fanout.committed()
     except BaseException:
@@ -628,78 +195,12 @@ def _run_batch(db: sqlite3.Connection, ops: list[Op], fanout: FanoutCache) -> li
     return outcomes
 
 
-def _bulk_run_end(ops: list[Op], start: int) -> int:
-    """End of the run of same-kind BulkOps beginning at `start` (start itself if none)."""
-    first = ops[start]
-    if not isinstance(first, BulkOp):
-        return start
-    end = start + 1
-    while end < len(ops) and getattr(ops[end], "run_many", None) is first.run_many:
-        end += 1
-    return end
-
-
-def _run_one(db: sqlite3.Connection, op: Op, fanout: FanoutCache | None = None) -> Outcome:
-    tx = Tx(db, fanout=fanout)
-    db.execute("SAVEPOINT op")
-    try:
-        result = op(tx)
-    except Exception as exc:
-        if fanout is not None:
-            fanout.rolled_back()
-        db.execute("ROLLBACK TO op")
-        db.execute("RELEASE op")
-        return (None, [], _client_error(exc))
-    db.execute("RELEASE op")
-    return (result, tx.events, None)
-
-
-def _run_bulk(db: sqlite3.Connection, group: list[BulkOp], fanout: FanoutCache) -> list[Outcome]:
-    tx = Tx(db, fanout=fanout)
-    db.execute("SAVEPOINT bulk")
-    try:
-        results = group[0].run_many(tx, [op.item for op in group])
-    except Exception as exc:
-        log.warning("set-based write failed (%r); writing one by one", exc)
-        fanout.rolled_back()
-        db.execute("ROLLBACK TO bulk")
-        db.execute("RELEASE bulk")
-        return [_run_one(db, op, fanout) for op in group]
-    db.execute("RELEASE bulk")
-    outcomes: list[Outcome] = []
-    for index, result in enumerate(results):
-        events = tx.events if index == 0 else []  # flattened in order by the caller
-        if isinstance(result, Exception):
-            outcomes.append((None, events, _client_error(result)))
-        else:
-            outcomes.append((result, events, None))
-    return outcomes
-
-
-def _client_error(exc: Exception) -> Exception:
-    if isinstance(exc, ApiError):
-        return exc
-    log.error("storage operation failed: %r", exc)
-    return unavailable("storage could not complete the operation")
-
-
 def _run_read(db: sqlite3.Connection, op: Callable[[Tx], T]) -> T:
     db.execute("BEGIN")
     try:
         return op(Tx(db))
     finally:
         db.execute("COMMIT")
-
-
-def _prune_history(tx: Tx, messages_before_ms: int, keep: int) -> dict[str, int]:
-    return {
-        "tasks": sql_tasks.prune_finished(tx, messages_before_ms),
-        "callbacks": sql_callbacks.prune_delivered(tx, messages_before_ms),
-        "messages": sql_messages.prune(tx, messages_before_ms),
-        "events": sql_events.prune(tx, keep),
-        "idempotencyKeys": sql_idempotency.prune(tx),
-        "channelLinks": sql_channels.prune(tx, messages_before_ms),
-    }
 
 
 def _backup_sync(db: sqlite3.Connection, destination: Path) -> None:
@@ -712,14 +213,7 @@ def _backup_sync(db: sqlite3.Connection, destination: Path) -> None:
 
 
 def _migrations() -> list[tuple[int, str, str]]:
-    folder = resources.files("relayd.storage").joinpath("migrations")
-    found = []
-    for entry in folder.iterdir():
-        stem = entry.name.removesuffix(".sql")
-        number, _, name = stem.partition("_")
-        if entry.name.endswith(".sql") and number.isdigit():
-            found.append((int(number), name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    return migration_files("migrations")
 
 
 def _statements(script: str) -> list[str]:

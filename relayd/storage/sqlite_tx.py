@@ -7,7 +7,7 @@ thread, so a whole group commit costs one thread hop instead of one per statemen
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from relayd import jsoncodec
@@ -55,6 +55,27 @@ class Tx:
         """The highest id an AUTOINCREMENT table ever assigned (0 before the first row)."""
         return int(self.scalar("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)) or 0)
 
+    def reserve_ids(self, table: str, count: int) -> int:
+        """The first of `count` consecutive new ids for explicit-id inserts into `table` (we
+        are the only writer, inside the write transaction; AUTOINCREMENT follows them)."""
+        return self.last_id(table) + 1
+
+    def json_text(self, column: str, key: str) -> str:
+        """SQL for the text of a top-level key of a JSON text column."""
+        return f"json_extract({column}, '$.{key}')"
+
+    def json_values(self, expr: str, alias: str) -> str:
+        """A FROM item: the elements of the JSON text array `expr`, as column `alias`.value."""
+        return f"json_each({expr}) {alias}"
+
+    def rows(self, sql: str, params: Params = ()) -> Iterator[sqlite3.Row]:
+        """Rows one at a time: what the caller stops before is never fetched."""
+        cursor = self.db.execute(sql, params)
+        try:
+            yield from cursor
+        finally:
+            cursor.close()
+
     def run(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         return self.db.execute(sql, params)
 
@@ -91,7 +112,7 @@ class Tx:
         (resolved by a join on replay) and `live` is the in-memory lookup for live readers."""
         listed = None if audience is None else frozenset(audience)
         text = dumps(data)
-        cursor = self.db.execute(
+        cursor = self.run(
             "INSERT INTO events (type, data, audience, audience_message, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (type_, text, None if listed is None else dumps(sorted(listed)), of_message,
@@ -105,7 +126,7 @@ class Tx:
     def emit_many(self, type_: str, items: Sequence[EventSpec]) -> list[Event]:
         """Record several events of one type with one statement (ids assigned here: we are
         the only writer, inside the write transaction)."""
-        first = self.last_id("events") + 1
+        first = self.reserve_ids("events", len(items))
         events, rows = [], []
         for offset, (data, audience, of_message, live) in enumerate(items):
             listed = None if audience is None else frozenset(audience)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
 
 from relayd.config.settings import Integration
 from relayd.daemon.relay import Relay
@@ -370,9 +370,10 @@ async def test_idempotency_key_per_sender_within_24_hours(relay: Relay) -> None:
         assert status == 201 and other_sender["id"] != first["id"]
         _, inbox = await call(http, "GET", "/api/messages?for=idem-a")
         assert len(inbox["messages"]) == 2  # the replay delivered nothing
-        with sqlite3.connect(relay.settings.db_path) as db:  # age the key past the window
-            db.execute("UPDATE idempotency_keys SET created_at = created_at - ?",
-                       (25 * 3600 * 1000,))
+        await relay.ctx.store.run_write(  # age the key past the window (either backend)
+            lambda tx: tx.run("UPDATE idempotency_keys SET created_at = created_at - ?",
+                              (25 * 3600 * 1000,))
+        )
         status, fresh = await send(http, to="idem-a", headers=key)
         assert status == 201 and fresh["id"] > other_sender["id"]
 
@@ -524,6 +525,7 @@ async def test_sse_comment_at_least_every_keepalive_even_under_traffic(
     assert lines.count(": keep-alive") >= 2
 
 
+@pytest.mark.sqlite_only  # on PostgreSQL: tests/e2e/test_replicas.py restarts the server
 async def test_health_is_503_when_storage_is_not_usable(relay: Relay) -> None:
     async with aiohttp.ClientSession(base_url=relay.url) as http:
         relay.settings.db_path.unlink()  # the database deleted under the running relay

@@ -45,8 +45,13 @@ async def test_status_reports_the_running_relay(
     assert status["pid"] == os.getpid()
     assert status["version"] == __version__
     assert status["listen"]["url"] == relay.url
-    assert status["database"]["path"] == str(relay.settings.db_path)
-    assert status["database"]["sizeBytes"] > 0
+    assert status["database"]["backend"] == relay.ctx.store.backend
+    assert status["database"]["location"] == relay.ctx.store.location
+    if relay.ctx.store.backend == "sqlite":
+        assert status["database"]["path"] == str(relay.settings.db_path)
+        assert status["database"]["sizeBytes"] > 0
+    else:  # never the password; no file to measure
+        assert status["database"]["path"] is None and "://" in status["database"]["location"]
     assert status["memory"]["rssBytes"] > 1_000_000
     assert status["counts"]["agents"]["total"] == 0
     assert status["uptimeSeconds"] >= 0
@@ -138,6 +143,7 @@ async def test_prune_runs_the_reaper_now(control: aiohttp.ClientSession) -> None
     assert "history" in pruned
 
 
+@pytest.mark.sqlite_only  # PostgreSQL is backed up with pg_dump (409 here; docs/scaling.md)
 async def test_backup_writes_a_usable_copy(
     relay: Relay, control: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
@@ -152,6 +158,17 @@ async def test_backup_writes_a_usable_copy(
     assert list(target.parent.iterdir()) == [target]  # no partial file left over
     with sqlite3.connect(target) as db:
         assert db.execute("SELECT id FROM agents").fetchall() == [("alice",)]
+
+
+async def test_backup_on_postgresql_names_pg_dump(
+    relay: Relay, control: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    if relay.ctx.store.backend == "sqlite":
+        pytest.skip("SQLite backs itself up (test_backup_writes_a_usable_copy)")
+    resp = await control.post("/v1/backup", json={"path": str(tmp_path / "copy.db")})
+    assert resp.status == 409
+    assert "pg_dump" in (await resp.json())["error"]
+    assert not (tmp_path / "copy.db").exists()
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ what it received: inbox, read state, unread counts, claims, SSE live and replay.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import aiohttp
@@ -22,12 +21,12 @@ async def broadcast(http: aiohttp.ClientSession, body: str, **extra: Any) -> dic
     return result
 
 
-def rows(relay: Relay, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(relay.settings.db_path)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
+async def rows(relay: Relay, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a query on the relay's own database (either backend), through its store."""
+    result: list[tuple[Any, ...]] = await relay.ctx.store.run_read(
+        lambda tx: [tuple(row) for row in tx.all(sql)]
+    )
+    return result
 
 
 async def inbox(http: aiohttp.ClientSession, agent: str, **params: str) -> list[int]:
@@ -44,9 +43,9 @@ async def test_broadcasts_share_one_audience_and_copy_no_list(
         await register(http, agent)
     sent = [await broadcast(http, f"all {i}") for i in range(5)]
     assert all(m["recipients"] == agents for m in sent)
-    assert rows(relay, "SELECT COUNT(*) FROM deliveries") == [(0,)]
-    assert rows(relay, "SELECT COUNT(*), SUM(size) FROM audiences") == [(1, 30)]
-    stored = rows(relay, "SELECT data, audience, audience_message FROM events"
+    assert await rows(relay, "SELECT COUNT(*) FROM deliveries") == [(0,)]
+    assert await rows(relay, "SELECT COUNT(*), SUM(size) FROM audiences") == [(1, 30)]
+    stored = await rows(relay, "SELECT data, audience, audience_message FROM events"
                          " WHERE type = 'message.new'")
     assert [r[2] for r in stored] == [m["id"] for m in sent]
     assert all(r[1] is None and '"recipients"' not in r[0] for r in stored)

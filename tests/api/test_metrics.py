@@ -36,6 +36,16 @@ async def scrape(http: aiohttp.ClientSession, path: str = "/metrics",
     return samples(await resp.text())
 
 
+async def published(relay: Relay, messages: int, claims: int) -> None:
+    """Wait for the bus to have the committed events (PostgreSQL publishes them from its event
+    tail, a moment after the write answers)."""
+    deadline = time.monotonic() + 10
+    metrics = relay.ctx.metrics
+    while metrics.messages_sent < messages or metrics.claims < claims:
+        assert time.monotonic() < deadline, "the committed events never reached the bus"
+        await asyncio.sleep(0.02)
+
+
 async def test_counts_requests_messages_claims_streams_and_commits(
     relay_factory: Callable[..., Any],
 ) -> None:
@@ -53,6 +63,7 @@ async def test_counts_requests_messages_claims_streams_and_commits(
                                                           "body": "x"})
         assert missing.status == 404
         await http.get("/no/such/path")
+        await published(relay, messages=2, claims=1)
         async with sse(http):
             got = await scrape(http)
             assert got[("relay_sse_connections", ())] == 1

@@ -18,7 +18,7 @@ from aiohttp import web
 from relayd.config.settings import Integration
 from relayd.daemon.relay import Relay
 from relayd.domain.models import now_ms
-from relayd.storage.sqlite import SQLiteStore
+from relayd.storage.sql_store import SqlStore
 from relayd.storage.sqlite_tx import Tx
 
 KEEP_EVENTS = 100_000
@@ -119,7 +119,7 @@ async def outbox(relay: Relay, task_id: int) -> list[str]:
                       (task_id,))
         return [row[0] for row in rows]
 
-    assert isinstance(relay.ctx.store, SQLiteStore)  # the outbox is read with SQL
+    assert isinstance(relay.ctx.store, SqlStore)  # the outbox is read with SQL
     found: list[str] = await relay.ctx.store.run_read(statuses)
     return found
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -142,7 +141,7 @@ class Relay:
                 f"cannot reach the database {self.ctx.store.location}: {exc}"
                 " (is PostgreSQL running and DB_URL right?)"
             ) from None
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             await self.ctx.store.close()
             raise StartupError(
                 f"cannot open the database {self.ctx.store.location}: {exc}"

@@ -14,14 +14,11 @@ import asyncio
 import functools
 import re
 from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import asyncpg
 
 from relayd.storage.sqlite_tx import Params, Tx
-
-if TYPE_CHECKING:
-    from relayd.storage.sql_fanout import FanoutCache
 
 T = TypeVar("T")
 IDENTITY_TABLES = frozenset(
@@ -117,7 +114,7 @@ class PgTx(Tx):
         writing: bool,
         sequences: dict[str, str],
         now: int | None = None,
-        fanout: FanoutCache | None = None,
+        fanout: object | None = None,
     ) -> None:
         super().__init__(cast(Any, None), now, fanout)
         self.loop = loop

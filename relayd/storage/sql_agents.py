@@ -8,7 +8,6 @@ from typing import Any
 from relayd.domain import sessions
 from relayd.domain.models import Agent
 from relayd.domain.sessions import SessionGuard
-from relayd.domain.targets import may_receive, parse_target
 from relayd.errors import ApiError, conflict, not_found
 from relayd.storage.base import AgentFilter
 from relayd.storage.sqlite_tx import Tx, dumps, loads
@@ -76,7 +75,6 @@ def register(tx: Tx, fields: dict[str, Any]) -> tuple[Agent, bool]:
     _save(tx, agent)
     if created or was_status != agent.status:
         tx.emit("agent.status", agent.to_json())
-    offer_open_claims(tx, agent)
     return agent, created
 
 
@@ -118,7 +116,6 @@ def update(tx: Tx, agent_id: str, changes: dict[str, Any],
     _apply(agent, changes)
     _save(tx, agent)
     tx.emit("agent.status", agent.to_json())
-    offer_open_claims(tx, agent)
     return agent
 
 
@@ -126,9 +123,6 @@ def delete(tx: Tx, agent_id: str) -> bool:
     if tx.run("DELETE FROM agents WHERE id = ?", (agent_id,)).rowcount == 0:
         return False
     tx.run("DELETE FROM deliveries WHERE agent_id = ?", (agent_id,))
-    from relayd.storage import sql_fanout  # late import: sql_fanout resolves through us
-
-    sql_fanout.forget_agent(tx, agent_id)
     tx.emit("agent.removed", {"id": agent_id})
     return True
 
@@ -183,28 +177,6 @@ def _save(tx: Tx, agent: Agent) -> None:
     )
 
 
-def offer_open_claims(tx: Tx, agent: Agent) -> None:
-    """Deliver unclaimed claimable selector messages that this agent now matches."""
-    from relayd.storage import sql_fanout, sql_messages  # late: these modules call each other
-
-    rows = tx.all(
-        "SELECT m.id, m.sender, m.target, m.channel FROM messages m"
-        " WHERE m.claimable = 1 AND m.claimed_by IS NULL"
-        f" AND NOT {sql_fanout.DELIVERY_ROW_SQL} AND NOT {sql_fanout.AUDIENCE_MEMBER_SQL}",
-        {"agent": agent.id},
-    )
-
-    for row in rows:
-        target = parse_target(row["target"])
-        if not target.is_direct and may_receive(target, agent, row["sender"], row["channel"]):
-            tx.run(
-                "INSERT INTO deliveries (agent_id, message_id) VALUES (?, ?)",
-                (agent.id, row["id"]),
-            )
-            message = sql_messages.require(tx, row["id"])
-            tx.emit("message.new", message.to_json(), [agent.id])
-
-
 def mark_stale(tx: Tx, last_seen_before_ms: int) -> list[Agent]:
     rows = tx.all(
         "SELECT * FROM agents WHERE status != 'offline' AND last_seen_at < ?",
@@ -221,12 +193,10 @@ def mark_stale(tx: Tx, last_seen_before_ms: int) -> list[Agent]:
     return stale
 
 
-def prune_offline(tx: Tx, offline_before_ms: int) -> list[str]:
+def offline_before(tx: Tx, offline_before_ms: int) -> list[str]:
+    """Agents offline since before `offline_before_ms` (retention removes them)."""
     rows = tx.all(
         "SELECT id FROM agents WHERE status = 'offline' AND offline_since < ?",
         (offline_before_ms,),
     )
-    removed = [r["id"] for r in rows]
-    for agent_id in removed:
-        delete(tx, agent_id)
-    return removed
+    return [r["id"] for r in rows]

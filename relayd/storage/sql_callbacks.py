@@ -79,35 +79,31 @@ def delivered(tx: Tx, row_id: int, http_status: int) -> None:
         _note(tx, integration, "delivered", None, "callbacks_delivered")
 
 
+# A dead delivery's task and what its callback_dead task event says.
+DeadLetter = tuple[int, dict[str, Any]]
+
+
 def failed(
     tx: Tx, row_id: int, error: str, http_status: int | None, max_attempts: int, retry_at: int
-) -> str:
-    """Record a failed attempt: 'retrying' (scheduled for retry_at) or 'dead'."""
+) -> tuple[str, DeadLetter | None]:
+    """Record a failed attempt: 'retrying' (scheduled for retry_at) or 'dead', then also
+    what the task's history must record (storage/cross_table.py records it)."""
     row = tx.one("SELECT * FROM callback_outbox WHERE id = ? AND status = 'pending'", (row_id,))
     if row is None:
-        return "gone"
+        return "gone", None
     attempts = row["attempts"] + 1
     if attempts >= max_attempts:
         _finish(tx, row_id, "dead", http_status, error)
         _note(tx, row["integration"], "dead", error, "callbacks_dead")
-        from relayd.storage import sql_tasks  # late import: sql_tasks enqueues through us
-
-        sql_tasks.add_event(
-            tx,
-            row["task_id"],
-            "callback_dead",
-            None,
-            {"event": row["event"], "deliveryId": row["delivery_id"], "attempts": attempts,
-             "lastError": error},
-        )
-        return "dead"
+        return "dead", (row["task_id"], {"event": row["event"], "deliveryId": row["delivery_id"],
+                                         "attempts": attempts, "lastError": error})
     tx.run(
         "UPDATE callback_outbox SET attempts = ?, next_attempt_at = ?, last_error = ?,"
         " last_status = ? WHERE id = ?",
         (attempts, retry_at, error, http_status, row_id),
     )
     _note(tx, row["integration"], "retrying", error, "callbacks_failed")
-    return "retrying"
+    return "retrying", None
 
 
 def _finish(

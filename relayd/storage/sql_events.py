@@ -7,6 +7,7 @@ from collections.abc import Collection
 from typing import Any
 
 from relayd.domain.models import Event, Recipients
+from relayd.storage import sql_fanout
 from relayd.storage.sql_fanout import AUDIENCE_MEMBER_SQL, DELIVERY_ROW_SQL
 from relayd.storage.sqlite_tx import Tx, loads, placeholders
 
@@ -99,7 +100,7 @@ def with_live_audiences(tx: Tx, events: list[Event]) -> list[Event]:
         if audience_id is None:
             event.audience = frozenset(listed)
         else:
-            members = tx.fanout.get(tx, audience_id).lookup
+            members = sql_fanout.cache(tx).get(tx, audience_id).lookup
             event.audience = Recipients(members, sender, frozenset(listed))
     return events
 

@@ -127,6 +127,14 @@ class FanoutCache:
         return Audience(int(found), tuple(members), frozenset(members), text)
 
 
+def cache(tx: Tx) -> FanoutCache:
+    """The writer's cache of resolved audiences (a throwaway one outside the writer)."""
+    found = tx.fanout_cache
+    if not isinstance(found, FanoutCache):
+        found = tx.fanout_cache = FanoutCache()
+    return found
+
+
 # ---------------------------------------------------------------------- who is a recipient
 
 # A message's recipients: its deliveries rows (direct and late deliveries, read state) and,
@@ -159,8 +167,8 @@ def recipients_now(tx: Tx, message_id: int) -> list[str]:
         r[0] for r in tx.all("SELECT agent_id FROM deliveries WHERE message_id = ?", (message_id,))
     }
     if row is not None and row["audience_id"] is not None:
-        tx.fanout.sync(tx)
-        rows.update(tx.fanout.get(tx, row["audience_id"]).recipients_of(row["sender"]))
+        cache(tx).sync(tx)
+        rows.update(cache(tx).get(tx, row["audience_id"]).recipients_of(row["sender"]))
     return sorted(rows)
 
 
@@ -174,8 +182,8 @@ def live_recipients(tx: Tx, message_id: int, also: Sequence[str] = ()) -> Recipi
     extra.update(also)
     if row is None or row["audience_id"] is None:
         return Recipients(frozenset(), None, frozenset(extra))
-    tx.fanout.sync(tx)
-    audience = tx.fanout.get(tx, row["audience_id"])
+    cache(tx).sync(tx)
+    audience = cache(tx).get(tx, row["audience_id"])
     return Recipients(audience.lookup, row["sender"], frozenset(extra))
 
 
@@ -213,5 +221,5 @@ def prune_unused(tx: Tx) -> int:
     if doomed:
         # other writers (replicas on one PostgreSQL) may hold them too: a new generation
         tx.run("UPDATE fanout_state SET agents_generation = agents_generation + 1")
-        tx.fanout.invalidate()
+        cache(tx).invalidate()
     return len(doomed)

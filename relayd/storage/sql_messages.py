@@ -87,7 +87,7 @@ def _plan(tx: Tx, draft: MessageDraft, target: Target, direct_known: bool) -> _P
         if not direct_known:
             raise not_found(f"agent '{target.value}' is not registered")
         return _Plan(thread_id, [target.value] if target.value != draft.sender else [], None)
-    return _Plan(thread_id, [], tx.fanout.resolve(tx, target, draft.channel))
+    return _Plan(thread_id, [], sql_fanout.cache(tx).resolve(tx, target, draft.channel))
 
 
 def _announce(
@@ -129,7 +129,7 @@ def send(tx: Tx, draft: MessageDraft, task_id: int | None = None) -> SendResult:
             return SendResult(replay, recipients_of(tx, replay.id), created=False)
     target = draft.target or parse_target(draft.to)
     if not target.is_direct:
-        tx.fanout.sync(tx)
+        sql_fanout.cache(tx).sync(tx)
     known = target.is_direct and _registered(tx, [target.value]) != set()
     plan = _plan(tx, draft, target, known)
     message = _insert(tx, draft, plan, task_id)
@@ -149,7 +149,7 @@ def send_many(tx: Tx, drafts: list[MessageDraft]) -> list[SendResult | Exception
     targets = [draft.target or parse_target(draft.to) for draft in drafts]
     known = _registered(tx, [t.value for t in targets if t.is_direct])
     if not all(t.is_direct for t in targets):
-        tx.fanout.sync(tx)
+        sql_fanout.cache(tx).sync(tx)
     for index, (draft, target) in enumerate(zip(drafts, targets, strict=True)):
         try:
             plan = _plan(tx, draft, target, target.value in known)
@@ -312,13 +312,16 @@ def thread(tx: Tx, message_id: int) -> list[Message] | None:
     return [row_to_message(r) for r in rows]
 
 
-def claim(tx: Tx, message_id: int, agent_id: str) -> Message:
-    """Exactly one agent ever wins; the single writer makes the check-and-set atomic."""
+def take_claim(tx: Tx, message_id: int, agent_id: str) -> tuple[Message, bool]:
+    """Exactly one agent ever wins; the single writer makes the check-and-set atomic. Answers
+    the message and whether this call took it (False: `agent_id` held it already). The caller
+    announces a new claim (announce_claim) once what goes with it is done
+    (storage/cross_table.py: a task's claim)."""
     message = require(tx, message_id)
     if not message.claimable:
         raise conflict("invalid_state", f"message {message_id} is not claimable")
     if message.claimed_by is not None and message.claimed_by == agent_id:
-        return message
+        return message, False
     if not sql_fanout.is_recipient(tx, message_id, agent_id):
         raise forbidden(f"agent '{agent_id}' is not a recipient of message {message_id}")
     if message.claimed_by is not None:
@@ -340,17 +343,16 @@ def claim(tx: Tx, message_id: int, agent_id: str) -> Message:
             claimedBy=holder,
         )
     message.claimed_by, message.claimed_at = agent_id, tx.now
-    if message.task_id is not None:  # the task's claim is this claim (one winner for both)
-        from relayd.storage import sql_tasks  # late import: sql_tasks sends through us
+    return message, True
 
-        sql_tasks.after_message_claim(tx, message.task_id, agent_id)
+
+def announce_claim(tx: Tx, message_id: int, agent_id: str) -> None:
     tx.emit(
         "message.claimed",
         {"id": message_id, "claimedBy": agent_id},
         of_message=message_id,
         live=sql_fanout.live_recipients(tx, message_id),
     )
-    return message
 
 
 def set_read(tx: Tx, message_id: int, agent_id: str, read: bool) -> Message:

@@ -29,6 +29,7 @@ from relayd.domain.tasks import (
 )
 from relayd.errors import ApiError, unavailable
 from relayd.storage import (
+    cross_table,
     sql_agents,
     sql_callbacks,
     sql_channels,
@@ -306,7 +307,9 @@ class SqlStore(Store):
     # ------------------------------------------------------------------ agents
 
     async def register_agent(self, fields: dict[str, Any]) -> tuple[Agent, bool]:
-        result: tuple[Agent, bool] = await self._write(partial(sql_agents.register, fields=fields))
+        result: tuple[Agent, bool] = await self._write(
+            partial(cross_table.register_agent, fields=fields)
+        )
         return result
 
     async def get_agent(self, agent_id: str) -> Agent | None:
@@ -325,12 +328,12 @@ class SqlStore(Store):
     async def update_agent(self, agent_id: str, changes: dict[str, Any],
                            guard: SessionGuard | None = None) -> Agent | None:
         result: Agent | None = await self._write(
-            partial(sql_agents.update, agent_id=agent_id, changes=changes, guard=guard)
+            partial(cross_table.update_agent, agent_id=agent_id, changes=changes, guard=guard)
         )
         return result
 
     async def delete_agent(self, agent_id: str) -> bool:
-        return bool(await self._write(partial(sql_agents.delete, agent_id=agent_id)))
+        return bool(await self._write(partial(cross_table.delete_agent, agent_id=agent_id)))
 
     # ------------------------------------------------------------------ messages
 
@@ -357,7 +360,7 @@ class SqlStore(Store):
 
     async def claim_message(self, message_id: int, agent_id: str) -> Message:
         result: Message = await self._write(
-            partial(sql_messages.claim, message_id=message_id, agent_id=agent_id)
+            partial(cross_table.claim_message, message_id=message_id, agent_id=agent_id)
         )
         return result
 
@@ -403,7 +406,7 @@ class SqlStore(Store):
 
     async def prune_offline(self, offline_before_ms: int) -> list[str]:
         result: list[str] = await self._write(
-            partial(sql_agents.prune_offline, offline_before_ms=offline_before_ms)
+            partial(cross_table.prune_offline, offline_before_ms=offline_before_ms)
         )
         return result
 
@@ -494,7 +497,7 @@ class SqlStore(Store):
 
     async def claim_task(self, task_id: int, agent_id: str) -> Task:
         result: Task = await self._write(
-            partial(sql_tasks.claim, task_id=task_id, agent_id=agent_id)
+            partial(cross_table.claim_task, task_id=task_id, agent_id=agent_id)
         )
         return result
 
@@ -539,7 +542,7 @@ class SqlStore(Store):
         return str(
             await self._write(
                 partial(
-                    sql_callbacks.failed,
+                    cross_table.callback_failed,
                     row_id=row_id,
                     error=error,
                     http_status=http_status,

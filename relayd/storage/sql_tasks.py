@@ -331,25 +331,25 @@ def stats(tx: Tx) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ claims
 
 
-def claim(tx: Tx, task_id: int, agent_id: str) -> Task:
-    """Claim a task and its message together; exactly one agent wins across both paths."""
+def claimable(tx: Tx, task_id: int, agent_id: str) -> Task:
+    """The task `agent_id` asks to claim, refused when another holds it or it is finished
+    (storage/cross_table.py claims it, with its message)."""
     task = require(tx, task_id)
-    if task.claimed_by == agent_id:
-        return task
-    if task.claimed_by is not None:
+    if task.claimed_by is not None and task.claimed_by != agent_id:
         raise conflict(
             "already_claimed",
             f"task {task_id} is already claimed by '{task.claimed_by}'",
             claimedBy=task.claimed_by,
         )
-    if task.finished:
+    if task.finished and task.claimed_by is None:
         raise conflict("invalid_state", f"task {task_id} is {task.status}")
-    if task.message_id is not None and sql_messages.get(tx, task.message_id) is not None:
-        sql_messages.claim(tx, task.message_id, agent_id)  # calls after_message_claim
-        return require(tx, task_id)
+    return task
+
+
+def claim_alone(tx: Tx, task: Task, agent_id: str) -> None:
+    """Claim a task whose message is gone: it goes to agents its target matches."""
     _require_eligible(tx, task, agent_id)
     _take(tx, task, agent_id)
-    return task
 
 
 def _require_eligible(tx: Tx, task: Task, agent_id: str) -> None:

@@ -47,12 +47,17 @@ class SQLiteStore(SqlStore):
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self, sink: EventSink) -> None:
+        """Open and migrate; a database that cannot be opened raises OSError (the caller
+        knows nothing of sqlite3)."""
         self._sink = sink
         private_files.prepare_database(self.path)  # 0700 directory, 0600 files
-        self._writer = await self._connect()
-        await self._writer._execute(self._migrate_sync, self._writer._conn)
-        self._reader = await self._connect()
-        await self._reader.execute("PRAGMA query_only = ON")
+        try:
+            self._writer = await self._connect()
+            await self._writer._execute(self._migrate_sync, self._writer._conn)
+            self._reader = await self._connect()
+            await self._reader.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as exc:
+            raise OSError(f"{type(exc).__name__}: {exc}") from exc
         self.guard.arm()
         self._start_writer()
 

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from relayd import jsoncodec
 from relayd.domain.models import Event, now_ms
-
-if TYPE_CHECKING:
-    from relayd.storage.sql_fanout import FanoutCache
-
 
 Params = Sequence[Any] | Mapping[str, Any]  # positional (?) or named (:name)
 
@@ -24,21 +20,13 @@ class Tx:
     """One operation's view of the database; collects the events it records."""
 
     def __init__(
-        self, db: sqlite3.Connection, now: int | None = None, fanout: FanoutCache | None = None
+        self, db: sqlite3.Connection, now: int | None = None, fanout: object | None = None
     ) -> None:
         self.db = db
         self.now = now_ms() if now is None else now
         self.events: list[Event] = []
-        self._fanout = fanout
-
-    @property
-    def fanout(self) -> FanoutCache:
-        """The writer's cache of resolved audiences (a throwaway one outside the writer)."""
-        if self._fanout is None:
-            from relayd.storage.sql_fanout import FanoutCache
-
-            self._fanout = FanoutCache()
-        return self._fanout
+        # the writer's sql_fanout.FanoutCache (sql_fanout.cache(tx) makes one outside it)
+        self.fanout_cache = fanout
 
     def one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.db.execute(sql, params).fetchone()

@@ -73,25 +73,9 @@ LAYER_EXCEPTIONS = {
 CONTROL_MAY_IMPORT_FROM_HTTP = {"relayd.http.errors", "relayd.http.server", "relayd.http.parsing"}
 
 # (importer, imported): why the edge is still there. Remove an entry when its edge goes.
-ALLOWED_CYCLE_EDGES = {
-    ("relayd.storage.sql_agents", "relayd.storage.sql_messages"):
-        "offer_open_claims delivers messages; cross-table rule to move into one module above "
-        "the sql_* modules (storage is being edited by the pg and perf work this session)",
-    ("relayd.storage.sql_messages", "relayd.storage.sql_tasks"):
-        "claim() advances the task; same cross-table rule move",
-    ("relayd.storage.sql_callbacks", "relayd.storage.sql_tasks"):
-        "a dead callback records a task event; same cross-table rule move",
-    ("relayd.storage.sql_fanout", "relayd.storage.sql_agents"):
-        "fan-out reads agents, agents fan out (landed by the perf work this session); to go "
-        "with the same move of the cross-table rules",
-    ("relayd.storage.sqlite_tx", "relayd.storage.sql_fanout"):
-        "Tx hands events to the fan-out (perf work this session); same move",
-}
+ALLOWED_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 # module: why it names a SQL driver outside relayd/storage
-ALLOWED_SQL = {
-    "relayd.daemon.relay": "catches sqlite3.Error from store.open(); the store should raise its "
-    "own error (lifecycle is being edited by the pg work this session)",
-}
+ALLOWED_SQL: dict[str, str] = {}
 
 
 def modules() -> dict[str, Path]:

@@ -1,8 +1,8 @@
 """The last few thousand log lines in memory, for `relayctl logs` over the control socket.
 
 ``LogRing`` is a logging.Handler with a bounded deque; followers get new lines through an
-asyncio queue. Records may be emitted from any thread (aiosqlite runs its own), so lines are
-handed to the followers' loop with ``call_soon_threadsafe``.
+asyncio queue. Records may be emitted from any thread (each SQLite connection has its own), so
+lines are handed to the followers' loop with ``call_soon_threadsafe``.
 """
 
 from __future__ import annotations

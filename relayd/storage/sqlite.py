@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
-
-import aiosqlite
 
 from relayd import private_files
 from relayd.errors import unavailable
@@ -23,6 +22,7 @@ from relayd.storage.base import EventSink
 from relayd.storage.sql_fanout import FanoutCache
 from relayd.storage.sql_store import Op, Outcome, SqlStore, migration_files, run_batch
 from relayd.storage.sqlite_guard import DatabaseFileGuard
+from relayd.storage.sqlite_thread import ConnectionThread
 from relayd.storage.sqlite_tx import Tx
 
 log = logging.getLogger("relayd.storage")
@@ -35,8 +35,8 @@ class SQLiteStore(SqlStore):
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = Path(path)
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._writer: ConnectionThread | None = None
+        self._reader: ConnectionThread | None = None
         self.guard = DatabaseFileGuard(self.path)
         self._storage_problem: str | None = None
 
@@ -52,30 +52,23 @@ class SQLiteStore(SqlStore):
         self._sink = sink
         private_files.prepare_database(self.path)  # 0700 directory, 0600 files
         try:
-            self._writer = await self._connect()
-            await self._writer._execute(self._migrate_sync, self._writer._conn)
-            self._reader = await self._connect()
-            await self._reader.execute("PRAGMA query_only = ON")
+            self._writer = await self._connect("sqlite-writer")
+            await self._writer.call(self._migrate_sync)
+            self._reader = await self._connect("sqlite-reader", "query_only = ON")
         except sqlite3.Error as exc:
+            await self.close()  # the connection threads already started end here
             raise OSError(f"{type(exc).__name__}: {exc}") from exc
         self.guard.arm()
         self._start_writer()
 
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        for pragma in (
-            "journal_mode = WAL",
-            "synchronous = FULL",
-            "busy_timeout = 5000",
-            "foreign_keys = OFF",
-            "cache_size = -16000",
-        ):
-            await conn.execute(f"PRAGMA {pragma}")
-        return conn
+    async def _connect(self, name: str, *pragmas: str) -> ConnectionThread:
+        """A connection on a thread of its own (opened there, used only there)."""
+        thread = ConnectionThread(partial(_open, self.path, pragmas), name)
+        await thread.start()
+        return thread
 
     async def close(self) -> None:
-        """Finish queued writes, then close both connections (their threads block exit)."""
+        """Finish queued writes, then close both connections and end their threads."""
         await self._stop_writer()
         for conn in (self._reader, self._writer):
             if conn is not None:
@@ -141,15 +134,15 @@ class SQLiteStore(SqlStore):
     async def _execute_batch(self, ops: list[Op]) -> list[Outcome]:
         if self._writer is None:
             raise unavailable("storage is closed")
-        outcomes: list[Outcome] = await self._writer._execute(
-            _run_batch, self._writer._conn, ops, self._fanout
+        outcomes: list[Outcome] = await self._writer.call(
+            partial(_run_batch, ops=ops, fanout=self._fanout)
         )
         return outcomes
 
     async def _read(self, op: Callable[[Tx], T]) -> T:
         if self._reader is None:
             raise unavailable("storage is closed")
-        result: T = await self._reader._execute(_run_read, self._reader._conn, op)
+        result: T = await self._reader.call(partial(_run_read, op=op))
         return result
 
     async def backup(self, destination: Path) -> int:
@@ -157,7 +150,7 @@ class SQLiteStore(SqlStore):
         if self._reader is None:
             raise unavailable("storage is closed")
         destination = Path(destination)
-        await self._reader._execute(_backup_sync, self._reader._conn, destination)
+        await self._reader.call(partial(_backup_sync, destination=destination))
         return destination.stat().st_size
 
     def file_size(self) -> int:
@@ -171,6 +164,21 @@ class SQLiteStore(SqlStore):
 
 
 # ---------------------------------------------------------------------- thread-side helpers
+
+
+def _open(path: Path, pragmas: tuple[str, ...]) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    for pragma in (
+        "journal_mode = WAL",
+        "synchronous = FULL",
+        "busy_timeout = 5000",
+        "foreign_keys = OFF",
+        "cache_size = -16000",
+        *pragmas,
+    ):
+        db.execute(f"PRAGMA {pragma}")
+    return db
 
 
 class _SqliteBatch:

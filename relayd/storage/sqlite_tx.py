@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from relayd import jsoncodec
@@ -71,20 +73,25 @@ class Tx:
         self.db.executemany(sql, rows)
 
     def insert_rows(self, insert: str, rows: Sequence[Sequence[Any]]) -> None:
-        """``INSERT … VALUES (…), (…), …`` in as few statements as the variable limit allows.
+        """``INSERT … VALUES (…), (…), …`` in few statements of few shapes.
 
         executemany steps once per row and each step hands the GIL to the event loop and
-        back; one multi-row statement does the whole group commit's rows in one step.
+        back; one multi-row statement does many rows in one step. The rows go in chunks of
+        a power of two (at most the variable limit), so a table sees about ten statement
+        shapes whatever the batch sizes, and each stays in the connection's statement cache:
+        a shape per batch size thrashed it, and preparing a 30-row insert again cost about
+        five times running it.
         """
         if not rows:
             return
         width = len(rows[0])
-        group = (", ".join(["?"] * width)).join("()")
         per_statement = max(1, MAX_VARIABLES // width)
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            values = ", ".join([group] * len(chunk))
-            self.db.execute(f"{insert} VALUES {values}", [v for row in chunk for v in row])
+        start, total = 0, len(rows)
+        while start < total:
+            size = min(per_statement, 1 << ((total - start).bit_length() - 1))
+            chunk = rows[start : start + size]
+            self.db.execute(_values_sql(insert, width, size), list(chain.from_iterable(chunk)))
+            start += size
 
     def emit(
         self,
@@ -138,6 +145,12 @@ EventSpec = tuple[dict[str, Any], Iterable[str] | None, int | None, Collection[s
 
 
 MAX_VARIABLES = 32766  # SQLite's default SQLITE_MAX_VARIABLE_NUMBER since 3.32
+
+
+@lru_cache(maxsize=256)
+def _values_sql(insert: str, width: int, count: int) -> str:
+    group = (", ".join(["?"] * width)).join("()")
+    return f"{insert} VALUES {', '.join([group] * count)}"
 
 
 def dumps(value: Any) -> str:

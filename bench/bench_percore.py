@@ -81,7 +81,7 @@ def print_table() -> None:
     print("\n| figure | relayd | baseline (same run) | ratio | target | met |", flush=True)
     print("| --- | --- | --- | --- | --- | --- |")
     for row in TABLE:
-        print(f"| {row.figure} | {row.ours} | {row.baseline} | {row.ratio:.2f} | "
+        print(f"| {row.figure} | {row.ours} | {row.baseline} | {row.ratio:.3g} | "
               f"{row.target} | {'yes' if row.met() else 'NO'} |")
 
 

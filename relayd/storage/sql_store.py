@@ -247,10 +247,10 @@ class SqlStore(Store):
             await self._writer_task
             self._writer_task = None
 
-    async def _write(self, op: Op) -> Any:
+    async def _write(self, op: Callable[[Tx], T]) -> T:
         if self._closing or self._writer_task is None:
             raise unavailable("the relay is shutting down")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Write(op, future))
         return await future
 
@@ -307,10 +307,9 @@ class SqlStore(Store):
     # ------------------------------------------------------------------ agents
 
     async def register_agent(self, fields: dict[str, Any]) -> tuple[Agent, bool]:
-        result: tuple[Agent, bool] = await self._write(
+        return await self._write(
             partial(cross_table.register_agent, fields=fields)
         )
-        return result
 
     async def get_agent(self, agent_id: str) -> Agent | None:
         return await self._read(partial(sql_agents.get, agent_id=agent_id))
@@ -320,17 +319,15 @@ class SqlStore(Store):
 
     async def heartbeat(self, agent_id: str, status: str | None,
                         guard: SessionGuard | None = None) -> Agent | None:
-        result: Agent | None = await self._write(
+        return await self._write(
             partial(sql_agents.heartbeat, agent_id=agent_id, status=status, guard=guard)
         )
-        return result
 
     async def update_agent(self, agent_id: str, changes: dict[str, Any],
                            guard: SessionGuard | None = None) -> Agent | None:
-        result: Agent | None = await self._write(
+        return await self._write(
             partial(cross_table.update_agent, agent_id=agent_id, changes=changes, guard=guard)
         )
-        return result
 
     async def delete_agent(self, agent_id: str) -> bool:
         return bool(await self._write(partial(cross_table.delete_agent, agent_id=agent_id)))
@@ -339,9 +336,10 @@ class SqlStore(Store):
 
     async def send_message(self, draft: MessageDraft) -> SendResult:
         single = partial(sql_messages.send, draft=draft)
-        op: Op = single if draft.idempotency_key else BulkOp(sql_messages.send_many, draft, single)
-        result: SendResult = await self._write(op)
-        return result
+        op: Callable[[Tx], SendResult] = (
+            single if draft.idempotency_key else BulkOp(sql_messages.send_many, draft, single)
+        )
+        return await self._write(op)
 
     async def get_message(self, message_id: int) -> Message | None:
         return await self._read(partial(sql_messages.get, message_id=message_id))
@@ -359,23 +357,20 @@ class SqlStore(Store):
         return await self._read(partial(sql_messages.thread, message_id=message_id))
 
     async def claim_message(self, message_id: int, agent_id: str) -> Message:
-        result: Message = await self._write(
+        return await self._write(
             partial(cross_table.claim_message, message_id=message_id, agent_id=agent_id)
         )
-        return result
 
     async def set_read(self, message_id: int, agent_id: str, read: bool) -> Message:
-        result: Message = await self._write(
+        return await self._write(
             partial(sql_messages.set_read, message_id=message_id, agent_id=agent_id, read=read)
         )
-        return result
 
     async def set_delivered(self, message_id: int, agent_id: str, delivered: bool) -> Message:
-        result: Message = await self._write(partial(
+        return await self._write(partial(
             sql_messages.set_delivered, message_id=message_id, agent_id=agent_id,
             delivered=delivered,
         ))
-        return result
 
     async def delete_message(self, message_id: int) -> bool:
         return bool(await self._write(partial(sql_messages.delete, message_id=message_id)))
@@ -399,22 +394,19 @@ class SqlStore(Store):
     # ------------------------------------------------------------------ maintenance
 
     async def mark_stale(self, last_seen_before_ms: int) -> list[Agent]:
-        result: list[Agent] = await self._write(
+        return await self._write(
             partial(sql_agents.mark_stale, last_seen_before_ms=last_seen_before_ms)
         )
-        return result
 
     async def prune_offline(self, offline_before_ms: int) -> list[str]:
-        result: list[str] = await self._write(
+        return await self._write(
             partial(cross_table.prune_offline, offline_before_ms=offline_before_ms)
         )
-        return result
 
     async def prune_history(self, messages_before_ms: int, keep_events: int) -> dict[str, int]:
-        result: dict[str, int] = await self._write(
+        return await self._write(
             partial(prune_history_op, messages_before_ms=messages_before_ms, keep=keep_events)
         )
-        return result
 
     async def stats(self) -> dict[str, Any]:
         return await self._read(sql_events.stats)
@@ -425,7 +417,7 @@ class SqlStore(Store):
         self, initiator: str, to: str, objective: str | None, idempotency_key: str | None = None,
         sent_by: str | None = None,
     ) -> tuple[Pair, bool]:
-        result: tuple[Pair, bool] = await self._write(
+        return await self._write(
             partial(
                 sql_pairs.create,
                 initiator=initiator,
@@ -435,7 +427,6 @@ class SqlStore(Store):
                 sent_by=sent_by,
             )
         )
-        return result
 
     async def get_pair(self, pair_id: int) -> Pair | None:
         return await self._read(partial(sql_pairs.get, pair_id=pair_id))
@@ -448,16 +439,15 @@ class SqlStore(Store):
         )
 
     async def pair_action(self, pair_id: int, action: str, agent: str, reason: str | None) -> Pair:
-        result: Pair = await self._write(
+        return await self._write(
             partial(sql_pairs.act, pair_id=pair_id, action=action, agent=agent, reason=reason)
         )
-        return result
 
     async def send_pair_message(
         self, pair_id: int, sender: str, body: str, idempotency_key: str | None,
         sent_by: str | None = None,
     ) -> SendResult:
-        result: SendResult = await self._write(
+        return await self._write(
             partial(
                 sql_pairs.send_message,
                 pair_id=pair_id,
@@ -467,13 +457,11 @@ class SqlStore(Store):
                 sent_by=sent_by,
             )
         )
-        return result
 
     async def reap_pairs(self, pending_ttl_ms: int) -> dict[str, list[Pair]]:
-        result: dict[str, list[Pair]] = await self._write(
+        return await self._write(
             partial(sql_pairs.reap, pending_ttl_ms=pending_ttl_ms)
         )
-        return result
 
     async def pair_counts(self) -> dict[str, int]:
         return await self._read(sql_pairs.counts)
@@ -483,8 +471,7 @@ class SqlStore(Store):
     # ---- tasks, integrations, callbacks (sql_tasks.py, sql_callbacks.py) --------------------
 
     async def ingest_event(self, event: IngressEvent) -> IngressResult:
-        result: IngressResult = await self._write(partial(sql_tasks.ingest, event=event))
-        return result
+        return await self._write(partial(sql_tasks.ingest, event=event))
 
     async def get_task(self, task_id: int) -> Task | None:
         return await self._read(partial(sql_tasks.get, task_id=task_id))
@@ -496,22 +483,19 @@ class SqlStore(Store):
         return await self._read(partial(sql_tasks.events, task_id=task_id))
 
     async def claim_task(self, task_id: int, agent_id: str) -> Task:
-        result: Task = await self._write(
+        return await self._write(
             partial(cross_table.claim_task, task_id=task_id, agent_id=agent_id)
         )
-        return result
 
     async def change_task_status(self, task_id: int, change: StatusChange) -> Task:
-        result: Task = await self._write(
+        return await self._write(
             partial(sql_tasks.change_status, task_id=task_id, change=change)
         )
-        return result
 
     async def expire_task_leases(self, silent_before_ms: int) -> list[Task]:
-        result: list[Task] = await self._write(
+        return await self._write(
             partial(sql_tasks.expire_leases, silent_before_ms=silent_before_ms)
         )
-        return result
 
     async def task_stats(self) -> dict[str, Any]:
         return await self._read(sql_tasks.stats)
@@ -584,10 +568,9 @@ class SqlStore(Store):
         links: list[tuple[str, str]],
         state: dict[str, str],
     ) -> SendResult:
-        result: SendResult = await self._write(
+        return await self._write(
             partial(sql_channels.receive, channel=channel, draft=draft, links=links, state=state)
         )
-        return result
 
     async def channel_link(self, channel: str, link: ChannelLink) -> None:
         await self._write(partial(sql_channels.link, channel=channel, item=link))
